@@ -1,0 +1,3 @@
+"""ticklake: market-data lake ingestion."""
+
+__version__ = "0.1.0"

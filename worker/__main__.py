@@ -1,0 +1,5 @@
+"""``python -m worker`` is ``ticklake``."""
+
+from worker.cli import main
+
+main()

@@ -1,0 +1,95 @@
+"""The ``ticklake`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from worker import __version__
+from worker.config import ConfigError, Settings, load_config
+from worker.logging import configure_logging
+
+app = typer.Typer(
+    name="ticklake",
+    help="Market-data lake ingestion: exchanges -> collectors -> Kafka -> sink -> Parquet on S3.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML configuration file.", dir_okay=False),
+]
+
+
+def _load(config: Path | None) -> Settings:
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"configuration error:\n{exc}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log.level, settings.log.format)
+    return settings
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command("check-config")
+def check_config(config: ConfigOpt = None) -> None:
+    """Validate a configuration file and print it (secrets masked)."""
+    settings = _load(config)
+    typer.echo(settings.model_dump_json(indent=2))
+
+
+@app.command()
+def sink(config: ConfigOpt = None) -> None:
+    """Consume ticks from Kafka and write quality-checked Parquet to the lake."""
+    from worker.sink.app import run_sink
+
+    raise typer.Exit(asyncio.run(run_sink(_load(config))))
+
+
+@app.command()
+def collect(config: ConfigOpt = None) -> None:
+    """Stream exchange data through ccxt.pro and publish it to Kafka."""
+    from worker.collectors.app import run_collect
+
+    raise typer.Exit(asyncio.run(run_collect(_load(config))))
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    duration_s: Annotated[
+        float | None, typer.Option(help="Stop cleanly after this many seconds.")
+    ] = None,
+) -> None:
+    """Development mode: collectors and sink in one process over an in-process bus."""
+    from worker.embedded import run_embedded
+
+    raise typer.Exit(asyncio.run(run_embedded(_load(config), duration_s)))
+
+
+def _register_optional() -> None:
+    # Commands contributed by optional modules (the exchange emulator).
+    try:
+        from worker.emulator.cli import register
+    except ImportError:
+        return
+    register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register_optional()
+    app(prog_name="ticklake")
+    sys.exit(0)

@@ -1,0 +1,331 @@
+"""The record contract shared by collectors and the sink.
+
+One place defines, per data type, the Kafka message (a flat JSON object that
+carries its schema name and version), how it is validated, and the Arrow
+schema of the lake. Collectors build records with :func:`encode`; the sink
+turns bytes back into records with :func:`decode`, which either returns a
+valid record or raises :class:`InvalidRecordError` with a reason from a small,
+fixed set (it becomes a metric label and a dead-letter header).
+
+Time fields in messages are integers since the Unix epoch, UTC:
+``timestamp`` (exchange time) in milliseconds, ``received_at`` (collector
+receive time) in microseconds. Prices and amounts are IEEE doubles.
+See docs/contract.md for the full description and the evolution rules.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+import orjson
+import pyarrow as pa
+
+SCHEMA_VERSION: Final = 1
+SCHEMA_PREFIX: Final = "ticklake."
+
+Record = dict[str, Any]
+
+
+class DataType(StrEnum):
+    """The four kinds of market data in the lake."""
+
+    TRADES = "trades"
+    ORDERBOOK = "orderbook"
+    OHLCV = "ohlcv"
+    TICKER = "ticker"
+
+    @property
+    def schema_name(self) -> str:
+        return f"{SCHEMA_PREFIX}{self.value}"
+
+
+class InvalidReason(StrEnum):
+    """Why a message was refused. Bounded: used as a metric label."""
+
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    KEY_MISMATCH = "key_mismatch"
+
+
+class InvalidRecordError(ValueError):
+    """A message that cannot be turned into a record at all."""
+
+    def __init__(self, reason: InvalidReason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Kind(StrEnum):
+    """Value kinds of message fields."""
+
+    STR = "str"
+    INT = "int"  # integers only (times, nonces)
+    NUM = "num"  # int or float, stored as double
+    LEVELS = "levels"  # [[price, amount], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    kind: Kind
+    required: bool  # must be present and non-null to be a record at all
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """Everything the pipeline needs to know about one data type."""
+
+    data_type: DataType
+    fields: tuple[Field, ...]
+    arrow_schema: pa.Schema
+    # Fields whose values identify one observation (exact-duplicate check).
+    identity: tuple[str, ...]
+    # Fields that must be non-null for a row to count as complete (quality).
+    complete: tuple[str, ...]
+
+    @property
+    def schema_name(self) -> str:
+        return self.data_type.schema_name
+
+
+_TS_MS = pa.timestamp("ms", tz="UTC")
+_TS_US = pa.timestamp("us", tz="UTC")
+LEVEL_TYPE: Final = pa.list_(pa.struct([("price", pa.float64()), ("amount", pa.float64())]))
+
+_COMMON = (Field("exchange", Kind.STR, True), Field("symbol", Kind.STR, True))
+
+
+def _arrow(dt: DataType, cols: list[tuple[str, pa.DataType, bool]]) -> pa.Schema:
+    meta = {
+        b"ticklake.schema": dt.schema_name.encode(),
+        b"ticklake.schema_version": str(SCHEMA_VERSION).encode(),
+    }
+    return pa.schema([pa.field(n, t, nullable=nl) for n, t, nl in cols], metadata=meta)
+
+
+def _spec_trades() -> Spec:
+    dt = DataType.TRADES
+    fields = (
+        *_COMMON,
+        Field("id", Kind.STR, True),
+        Field("timestamp", Kind.INT, True),
+        Field("received_at", Kind.INT, True),
+        Field("side", Kind.STR, False),
+        Field("price", Kind.NUM, False),
+        Field("amount", Kind.NUM, False),
+        Field("cost", Kind.NUM, False),
+        Field("taker_or_maker", Kind.STR, False),
+    )
+    schema = _arrow(
+        dt,
+        [
+            ("exchange", pa.string(), False),
+            ("symbol", pa.string(), False),
+            ("id", pa.string(), False),
+            ("timestamp", _TS_MS, False),
+            ("received_at", _TS_US, False),
+            ("side", pa.string(), True),
+            ("price", pa.float64(), True),
+            ("amount", pa.float64(), True),
+            ("cost", pa.float64(), True),
+            ("taker_or_maker", pa.string(), True),
+        ],
+    )
+    return Spec(dt, fields, schema, ("id",), ("side", "price", "amount"))
+
+
+def _spec_orderbook() -> Spec:
+    dt = DataType.ORDERBOOK
+    fields = (
+        *_COMMON,
+        Field("timestamp", Kind.INT, True),
+        Field("received_at", Kind.INT, True),
+        Field("nonce", Kind.INT, False),
+        Field("bids", Kind.LEVELS, True),
+        Field("asks", Kind.LEVELS, True),
+    )
+    schema = _arrow(
+        dt,
+        [
+            ("exchange", pa.string(), False),
+            ("symbol", pa.string(), False),
+            ("timestamp", _TS_MS, False),
+            ("received_at", _TS_US, False),
+            ("nonce", pa.int64(), True),
+            ("bids", LEVEL_TYPE, False),
+            ("asks", LEVEL_TYPE, False),
+        ],
+    )
+    return Spec(dt, fields, schema, ("timestamp", "nonce"), ("nonce",))
+
+
+def _spec_ohlcv() -> Spec:
+    dt = DataType.OHLCV
+    fields = (
+        *_COMMON,
+        Field("timeframe", Kind.STR, True),
+        Field("timestamp", Kind.INT, True),
+        Field("received_at", Kind.INT, True),
+        Field("open", Kind.NUM, False),
+        Field("high", Kind.NUM, False),
+        Field("low", Kind.NUM, False),
+        Field("close", Kind.NUM, False),
+        Field("volume", Kind.NUM, False),
+    )
+    schema = _arrow(
+        dt,
+        [
+            ("exchange", pa.string(), False),
+            ("symbol", pa.string(), False),
+            ("timeframe", pa.string(), False),
+            ("timestamp", _TS_MS, False),
+            ("received_at", _TS_US, False),
+            ("open", pa.float64(), True),
+            ("high", pa.float64(), True),
+            ("low", pa.float64(), True),
+            ("close", pa.float64(), True),
+            ("volume", pa.float64(), True),
+        ],
+    )
+    return Spec(
+        dt, fields, schema, ("timeframe", "timestamp"), ("open", "high", "low", "close", "volume")
+    )
+
+
+_TICKER_NUMS = (
+    "bid",
+    "ask",
+    "bid_volume",
+    "ask_volume",
+    "last",
+    "open",
+    "high",
+    "low",
+    "close",
+    "base_volume",
+    "quote_volume",
+)
+
+
+def _spec_ticker() -> Spec:
+    dt = DataType.TICKER
+    fields = (
+        *_COMMON,
+        Field("timestamp", Kind.INT, True),
+        Field("received_at", Kind.INT, True),
+        *(Field(n, Kind.NUM, False) for n in _TICKER_NUMS),
+    )
+    schema = _arrow(
+        dt,
+        [
+            ("exchange", pa.string(), False),
+            ("symbol", pa.string(), False),
+            ("timestamp", _TS_MS, False),
+            ("received_at", _TS_US, False),
+            *((n, pa.float64(), True) for n in _TICKER_NUMS),
+        ],
+    )
+    return Spec(dt, fields, schema, ("timestamp",), ("last",))
+
+
+SPECS: Final[Mapping[DataType, Spec]] = {
+    DataType.TRADES: _spec_trades(),
+    DataType.ORDERBOOK: _spec_orderbook(),
+    DataType.OHLCV: _spec_ohlcv(),
+    DataType.TICKER: _spec_ticker(),
+}
+_BY_SCHEMA: Final = {s.schema_name: s for s in SPECS.values()}
+
+
+def message_key(exchange: str, symbol: str) -> bytes:
+    """Kafka message key: ``<exchange>:<symbol>`` (ccxt unified symbol)."""
+    return f"{exchange}:{symbol}".encode()
+
+
+def encode(data_type: DataType, record: Mapping[str, Any]) -> bytes:
+    """Serialise one record as a Kafka message value.
+
+    NaN and infinite numbers become null (JSON has no NaN); the sink's
+    completeness check then counts them.
+    """
+    body: Record = {"schema": data_type.schema_name, "v": SCHEMA_VERSION}
+    for key, value in record.items():
+        body[key] = None if isinstance(value, float) and not math.isfinite(value) else value
+    return orjson.dumps(body)
+
+
+def _check_levels(value: Any) -> bool:
+    if not isinstance(value, list):
+        return False
+    for level in value:
+        if not (isinstance(level, list) and len(level) >= 2):
+            return False
+        price, amount = level[0], level[1]
+        if not (_is_num(price) or price is None) or not (_is_num(amount) or amount is None):
+            return False
+    return True
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check(kind: Kind, value: Any) -> bool:
+    if kind is Kind.STR:
+        return isinstance(value, str)
+    if kind is Kind.NUM:
+        return _is_num(value)
+    if kind is Kind.INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return _check_levels(value)
+
+
+def decode(value: bytes | None) -> tuple[Spec, Record]:
+    """Parse and validate one message value.
+
+    Returns the data type's spec and the record (only contract fields, with
+    order-book levels as ``{"price", "amount"}`` structs). Raises
+    :class:`InvalidRecordError` for anything that is not a valid record.
+    """
+    try:
+        obj = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRecordError(InvalidReason.NOT_JSON, str(exc)[:200]) from None
+    if not isinstance(obj, dict):
+        raise InvalidRecordError(InvalidReason.NOT_OBJECT, type(obj).__name__)
+    spec = _BY_SCHEMA.get(obj.get("schema"))  # type: ignore[arg-type]  # checked below
+    if spec is None:
+        raise InvalidRecordError(InvalidReason.UNKNOWN_SCHEMA, repr(obj.get("schema"))[:100])
+    if obj.get("v") != SCHEMA_VERSION:
+        raise InvalidRecordError(InvalidReason.UNSUPPORTED_VERSION, repr(obj.get("v"))[:50])
+    record: Record = {}
+    for f in spec.fields:
+        v = obj.get(f.name)
+        if v is None:
+            if f.required:
+                raise InvalidRecordError(InvalidReason.MISSING_FIELD, f.name)
+        elif not _check(f.kind, v):
+            raise InvalidRecordError(InvalidReason.WRONG_TYPE, f"{f.name}={v!r}"[:200])
+        elif f.kind is Kind.LEVELS:
+            v = [{"price": lv[0], "amount": lv[1]} for lv in v]
+        record[f.name] = v
+    return spec, record
+
+
+def lake_symbol(symbol: str) -> str:
+    """Path form of a ccxt unified symbol: ``BTC/USDT`` -> ``BTC_USDT``.
+
+    Derivative suffixes (``BTC/USDT:USDT``) keep their settle currency
+    (``BTC_USDT_USDT``); anything outside ``[A-Za-z0-9_-]`` becomes ``-``.
+    """
+    out = symbol.replace("/", "_").replace(":", "_")
+    return "".join(c if c.isalnum() or c in "_-" else "-" for c in out)
