@@ -102,6 +102,8 @@ _TS_US = pa.timestamp("us", tz="UTC")
 LEVEL_TYPE: Final = pa.list_(pa.struct([("price", pa.float64()), ("amount", pa.float64())]))
 
 _COMMON = (Field("exchange", Kind.STR, True), Field("symbol", Kind.STR, True))
+# Optional lineage on every data type: which collector process saw the update.
+COLLECTOR_ID: Final = Field("collector_id", Kind.STR, False)
 
 
 def _arrow(dt: DataType, cols: list[tuple[str, pa.DataType, bool]]) -> pa.Schema:
@@ -109,6 +111,7 @@ def _arrow(dt: DataType, cols: list[tuple[str, pa.DataType, bool]]) -> pa.Schema
         b"ticklake.schema": dt.schema_name.encode(),
         b"ticklake.schema_version": str(SCHEMA_VERSION).encode(),
     }
+    cols = [*cols, (COLLECTOR_ID.name, pa.string(), True)]
     return pa.schema([pa.field(n, t, nullable=nl) for n, t, nl in cols], metadata=meta)
 
 
@@ -124,6 +127,7 @@ def _spec_trades() -> Spec:
         Field("amount", Kind.NUM, False),
         Field("cost", Kind.NUM, False),
         Field("taker_or_maker", Kind.STR, False),
+        COLLECTOR_ID,
     )
     schema = _arrow(
         dt,
@@ -152,6 +156,7 @@ def _spec_orderbook() -> Spec:
         Field("nonce", Kind.INT, False),
         Field("bids", Kind.LEVELS, True),
         Field("asks", Kind.LEVELS, True),
+        COLLECTOR_ID,
     )
     schema = _arrow(
         dt,
@@ -180,6 +185,7 @@ def _spec_ohlcv() -> Spec:
         Field("low", Kind.NUM, False),
         Field("close", Kind.NUM, False),
         Field("volume", Kind.NUM, False),
+        COLLECTOR_ID,
     )
     schema = _arrow(
         dt,
@@ -223,6 +229,7 @@ def _spec_ticker() -> Spec:
         Field("timestamp", Kind.INT, True),
         Field("received_at", Kind.INT, True),
         *(Field(n, Kind.NUM, False) for n in _TICKER_NUMS),
+        COLLECTOR_ID,
     )
     schema = _arrow(
         dt,
