@@ -1,0 +1,202 @@
+"""S3 backend (aioboto3): DigitalOcean Spaces, SeaweedFS, MinIO, AWS.
+
+botocore's own retries are off: every call goes through
+:func:`~worker.storage.base.with_retries`, driven by the ``retriable``
+attribute of the error it raised. Objects above ``multipart_threshold_bytes``
+go up in parts; a failed part aborts the whole upload before the error
+propagates (no orphaned parts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from worker.storage.base import (
+    Blob,
+    ObjectNotFoundError,
+    PermanentStorageError,
+    PreconditionFailedError,
+    RetryPolicy,
+    StorageError,
+    TransientStorageError,
+    with_retries,
+)
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+    from worker.config import StorageConfig
+
+T = TypeVar("T")
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "Throttling",
+        "RequestTimeTooSkewed",
+        "OperationAborted",
+    }
+)
+
+
+def classify(operation: str, key: str, exc: BaseException) -> StorageError:
+    """Map a botocore/aiohttp exception onto the storage error hierarchy."""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in {"PreconditionFailed", "ConditionalRequestConflict"} or status == 412:
+            return PreconditionFailedError(operation, key, code)
+        if code in {"NoSuchKey", "NotFound", "404"} or status == 404:
+            return ObjectNotFoundError(operation, key, code)
+        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+            return TransientStorageError(operation, key, f"{code} ({status})")
+        return PermanentStorageError(operation, key, f"{code} ({status})")
+    # Connection refused/reset, timeouts, closed connections: try again.
+    return TransientStorageError(operation, key, f"{type(exc).__name__}: {exc}"[:300])
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (``bucket``, ``some/prefix/``)."""
+    rest = url.removeprefix("s3://")
+    bucket, _, prefix = rest.partition("/")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+class S3Store:
+    """A :class:`~worker.storage.base.Store` over one bucket (and optional prefix)."""
+
+    def __init__(self, cfg: StorageConfig) -> None:
+        self.url = cfg.url
+        self.bucket, self.prefix = split_url(cfg.url)
+        self._cfg = cfg
+        self._policy = RetryPolicy(cfg.max_attempts, cfg.backoff_base_s, cfg.backoff_max_s)
+        self._stack = contextlib.AsyncExitStack()
+        self._client: S3Client | None = None
+
+    async def start(self) -> None:
+        cfg = self._cfg
+        session = aioboto3.Session(
+            aws_access_key_id=cfg.access_key_id.get_secret_value() if cfg.access_key_id else None,
+            aws_secret_access_key=(
+                cfg.secret_access_key.get_secret_value() if cfg.secret_access_key else None
+            ),
+            region_name=cfg.region or "us-east-1",
+        )
+        config = AioConfig(
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=cfg.connect_timeout_s,
+            read_timeout=cfg.read_timeout_s,
+            max_pool_connections=64,
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        client = session.client("s3", endpoint_url=cfg.endpoint_url, config=config)
+        self._client = await self._stack.enter_async_context(client)
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            raise RuntimeError("S3Store used before start()")
+        return self._client
+
+    async def _call(self, operation: str, key: str, fn: Callable[[], Awaitable[T]]) -> T:
+        async def once() -> T:
+            try:
+                return await fn()
+            except StorageError:
+                raise
+            except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
+                raise classify(operation, key, exc) from exc
+            except Exception as exc:  # aiohttp and friends: transport trouble
+                if type(exc).__module__.startswith(("aiohttp", "aiobotocore", "botocore")):
+                    raise classify(operation, key, exc) from exc
+                raise
+
+        return await with_retries(operation, once, self._policy)
+
+    async def put(
+        self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False
+    ) -> str:
+        full = self.prefix + key
+        cond: dict[str, Any] = {}
+        if if_match is not None:
+            cond["IfMatch"] = if_match
+        if if_none_match:
+            cond["IfNoneMatch"] = "*"
+        if len(data) > self._cfg.multipart_threshold_bytes and not cond:
+            return await self._call("put", key, lambda: self._multipart(full, data))
+
+        async def put_once() -> str:
+            resp = await self.client.put_object(Bucket=self.bucket, Key=full, Body=data, **cond)
+            return str(resp.get("ETag", "")).strip('"')
+
+        return await self._call("put", key, put_once)
+
+    async def _multipart(self, full: str, data: bytes) -> str:
+        client, chunk = self.client, self._cfg.multipart_chunk_bytes
+        upload = await client.create_multipart_upload(Bucket=self.bucket, Key=full)
+        upload_id = upload["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, len(data), chunk), start=1):
+                resp = await client.upload_part(
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data[start : start + chunk],
+                )
+                parts.append({"ETag": resp["ETag"], "PartNumber": number})
+            done = await client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=full,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]  # ETag/PartNumber only
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=full, UploadId=upload_id
+                )
+            raise
+        return str(done.get("ETag", "")).strip('"')
+
+    async def get(self, key: str) -> Blob:
+        async def get_once() -> Blob:
+            resp = await self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            async with resp["Body"] as body:
+                data = await body.read()
+            return Blob(data, str(resp.get("ETag", "")).strip('"'))
+
+        return await self._call("get", key, get_once)
+
+    async def list(self, prefix: str = "") -> list[str]:
+        async def list_once() -> list[str]:
+            keys: list[str] = []
+            paginator = self.client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
+            async for page in pages:
+                keys.extend(o["Key"][len(self.prefix) :] for o in page.get("Contents", []))
+            return sorted(keys)
+
+        return await self._call("list", prefix, list_once)
+
+    async def delete(self, key: str) -> None:
+        async def delete_once() -> None:
+            await self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+
+        await self._call("delete", key, delete_once)
