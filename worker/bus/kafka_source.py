@@ -1,0 +1,105 @@
+"""Kafka :class:`~worker.bus.source.Source` over aiokafka's ``AIOKafkaConsumer``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as KafkaTP
+from aiokafka.errors import KafkaError
+
+from worker.bus.source import Batch, CommitError, RebalanceListener, TopicPartition
+
+if TYPE_CHECKING:
+    from worker.config import KafkaConfig
+
+
+def kafka_client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
+    """Connection settings shared by consumers and producers."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": cfg.bootstrap_servers,
+        "client_id": cfg.client_id,
+        "security_protocol": cfg.security_protocol,
+        "request_timeout_ms": cfg.request_timeout_ms,
+    }
+    if cfg.sasl_mechanism:
+        kwargs["sasl_mechanism"] = cfg.sasl_mechanism
+        kwargs["sasl_plain_username"] = cfg.sasl_username
+        kwargs["sasl_plain_password"] = (
+            cfg.sasl_password.get_secret_value() if cfg.sasl_password else None
+        )
+    return kwargs
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, owner: KafkaSource, listener: RebalanceListener) -> None:
+        self._owner, self._listener = owner, listener
+
+    async def on_partitions_revoked(self, revoked: Iterable[KafkaTP]) -> None:
+        await self._listener.on_revoked({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Iterable[KafkaTP]) -> None:
+        self._owner.joined = True
+        await self._listener.on_assigned(
+            {TopicPartition(tp.topic, tp.partition) for tp in assigned}
+        )
+
+
+class KafkaSource:
+    """A consumer-group member with auto-commit off."""
+
+    def __init__(self, cfg: KafkaConfig, group_id: str, topics: list[str]) -> None:
+        self.joined = False
+        self._topics = topics
+        self._consumer = AIOKafkaConsumer(
+            **kafka_client_kwargs(cfg),
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+            # A revoke may flush buffers to S3; give it room before the group moves on.
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=30_000,
+            heartbeat_interval_ms=3_000,
+        )
+
+    async def start(self, listener: RebalanceListener) -> None:
+        self._consumer.subscribe(self._topics, listener=_Listener(self, listener))
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def getmany(self, timeout_s: float, max_records: int) -> Batch:
+        batch: Batch = await self._consumer.getmany(
+            timeout_ms=int(timeout_s * 1000), max_records=max_records
+        )
+        return batch
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._consumer.seek(KafkaTP(*tp), offset)
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        self._consumer.pause(*(KafkaTP(*tp) for tp in partitions))
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._consumer.resume(*(KafkaTP(*tp) for tp in partitions))
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        value = self._consumer.highwater(KafkaTP(*tp))
+        return int(value) if value is not None else None
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        value = await self._consumer.committed(KafkaTP(*tp))
+        return int(value) if value is not None else None
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        try:
+            await self._consumer.commit({KafkaTP(*tp): off for tp, off in offsets.items()})
+        except KafkaError as exc:
+            raise CommitError(f"{type(exc).__name__}: {exc}") from exc
