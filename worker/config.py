@@ -54,7 +54,8 @@ class KafkaConfig(_Model):
     topics: dict[DataType, str] = Field(default_factory=dict)
     dead_letter_topic: str | None = None  # default "<topic_prefix>.dead_letter"
     # Producer side.
-    compression: Literal["gzip", "snappy", "lz4", "zstd", "none"] = "lz4"
+    # gzip needs no extra library; lz4/zstd/snappy need their codec installed.
+    compression: Literal["gzip", "snappy", "lz4", "zstd", "none"] = "gzip"
     linger_ms: int = Field(default=20, ge=0)
     request_timeout_ms: int = Field(default=30_000, gt=0)
 
@@ -147,6 +148,12 @@ class CollectorConfig(_Model):
     backoff_max_s: float = Field(default=30.0, gt=0)
     healthy_after_s: float = Field(default=60.0, gt=0)
     queue_max_records: int = Field(default=1_000_000, gt=0)
+    # Multi-symbol watches read ccxt's state at least this often (quiet symbols).
+    sweep_interval_s: float = Field(default=0.5, gt=0)
+    # At most this many symbols share one websocket watch (Binance allows 200).
+    symbols_per_stream: int = Field(default=100, gt=0, le=200)
+    trade_dedupe_ids: int = Field(default=10_000, gt=0)  # per symbol
+    shutdown_drain_s: float = Field(default=10.0, gt=0)  # publish what is queued on stop
 
 
 class Settings(BaseSettings):

@@ -159,3 +159,13 @@ COLLECTOR_DROPPED = Counter(
     "Records dropped because the publish queue was full (oldest first)",
     ["data_type"],
 )
+COLLECTOR_PUBLISH_LATENCY = Histogram(
+    "ticklake_collector_publish_latency_seconds",
+    "Collector receive time to broker acknowledgement",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+COLLECTOR_CACHE_OVERRUNS = Counter(
+    "ticklake_collector_cache_overruns_total",
+    "Times ccxt's bounded cache evicted updates before the collector read them",
+    ["exchange", "data_type"],
+)

@@ -1,0 +1,1 @@
+"""Collectors: ccxt.pro watch loops -> normalised records -> the publish queue."""
