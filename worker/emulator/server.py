@@ -12,6 +12,7 @@ Control (tests, demo):
                           "symbol": "BTC/USDT"|null, "seconds": 5, "count": 1}
   GET  /_control/sent?type=trades|orderbook|ohlcv|ticker   what reached a client
   POST /_control/sent/clear
+  POST /_control/pause, /_control/resume   stop / restart the feed (connections stay)
   GET  /_control/stats   frame counters, connections, subscribed streams
 """
 
@@ -154,11 +155,20 @@ class Emulator:
         else:
             await self.feed.random_walk(self.cfg.rate_hz)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+    async def pause(self) -> None:
+        """Stop sending market data (connections and subscriptions stay)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+
+    def resume(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run_feed(), name="emulator-feed")
+
+    async def stop(self) -> None:
+        await self.pause()
         for conn in list(self.hub.conns):
             await conn.ws.close()
         if self._runner is not None:
@@ -176,12 +186,22 @@ class Emulator:
         r.add_get("/_control/sent", self._sent)
         r.add_post("/_control/sent/clear", self._clear_sent)
         r.add_get("/_control/stats", self._stats)
+        r.add_post("/_control/pause", self._pause)
+        r.add_post("/_control/resume", self._resume)
 
     async def _ping(self, _: web.Request) -> web.Response:
         return _json({})
 
     async def _time(self, _: web.Request) -> web.Response:
         return _json({"serverTime": now_ms()})
+
+    async def _pause(self, _: web.Request) -> web.Response:
+        await self.pause()
+        return _json({"paused": True})
+
+    async def _resume(self, _: web.Request) -> web.Response:
+        self.resume()
+        return _json({"paused": False})
 
     async def _stats(self, _: web.Request) -> web.Response:
         return _json(self.hub.snapshot_stats())
