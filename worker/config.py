@@ -82,6 +82,9 @@ class StorageConfig(_Model):
     multipart_chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=30.0, gt=0)
+    # If-Match / If-None-Match on state writes (fences a previous owner of a
+    # partition). S3, SeaweedFS and MinIO support it; turn off for stores that do not.
+    conditional_writes: bool = True
 
     @model_validator(mode="after")
     def _check_url(self) -> StorageConfig:
@@ -94,6 +97,8 @@ class QualityConfig(_Model):
     # Batches scoring below their data type's threshold are quarantined.
     thresholds: dict[DataType, float] = Field(default_factory=lambda: dict.fromkeys(DataType, 95.0))
     max_future_skew_s: float = Field(default=5.0, ge=0)
+    # Per-check weights in the score; unset checks keep worker/sink/quality.py's defaults.
+    weights: dict[str, float] = Field(default_factory=dict)
 
     def threshold(self, data_type: DataType) -> float:
         return self.thresholds.get(data_type, 95.0)
@@ -112,6 +117,15 @@ class SinkConfig(_Model):
     layout: Literal["default", "hive"] = "default"
     orderbook_depth: int = Field(default=25, gt=0)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    # Files stored in parallel within one flush cycle.
+    flush_concurrency: int = Field(default=16, gt=0)
+    poll_max_records: int = Field(default=20_000, gt=0)
+    # A revoked partition's buffers must be stored (and committed) within this.
+    revoke_deadline_s: float = Field(default=20.0, gt=0)
+    # Backoff between attempts of a failed flush cycle (storage down): capped, jittered.
+    retry_backoff_max_s: float = Field(default=10.0, gt=0)
+    # Estimated memory of one buffered record = this x its message size.
+    memory_per_message_byte: float = Field(default=4.0, gt=0)
 
 
 class OrderBookOptions(_Model):

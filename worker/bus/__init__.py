@@ -1,0 +1,1 @@
+"""The bus between collectors and the sink: Kafka, or in-process for development."""

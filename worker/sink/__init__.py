@@ -1,0 +1,1 @@
+"""The sink: bus -> buffers -> quality -> Parquet -> store, exactly once."""

@@ -1,0 +1,118 @@
+"""Open batches, per Kafka partition and buffer key, and their triggers.
+
+Every record of one buffer key comes from one partition (the message key is
+``<exchange>:<symbol>``), in offset order, so a buffer is always a
+contiguous run of its key's records: ``[first_offset, last_offset]`` covers
+all of that key's records in between. Sealing a buffer (for a flush, or
+because a replayed record is already stored) keeps that property: later
+records of the key start a new buffer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from worker.bus.source import TopicPartition
+from worker.records import Record
+from worker.sink.layout import BufferKey
+from worker.sink.state import PartitionState
+
+Trigger = Literal["max_rows", "max_bytes", "max_age", "revoke", "shutdown", "memory", "replay"]
+
+
+@dataclass(slots=True, eq=False)
+class Buffer:
+    """One future file: the rows of one key, in offset order."""
+
+    key: BufferKey
+    tp: TopicPartition
+    first_offset: int
+    first_ts_ms: int  # event time of the record at first_offset (names the file)
+    opened_at: float = field(default_factory=time.monotonic)
+    rows: list[Record] = field(default_factory=list)
+    last_offset: int = -1
+    approx_bytes: int = 0
+    sealed: Trigger | None = None  # set: takes no more rows, flushes next cycle
+    msg_key: bytes = b""  # the Kafka key every message of this buffer must carry
+
+    def trigger(
+        self, now: float, max_rows: int, max_bytes: int, max_age_s: float
+    ) -> Trigger | None:
+        if self.sealed is not None:
+            return self.sealed
+        if len(self.rows) >= max_rows:
+            return "max_rows"
+        if self.approx_bytes >= max_bytes:
+            return "max_bytes"
+        if now - self.opened_at >= max_age_s:
+            return "max_age"
+        return None
+
+
+@dataclass(slots=True, eq=False)
+class Partition:
+    """What the sink holds for one assigned partition."""
+
+    tp: TopicPartition
+    state: PartitionState
+    etag: str | None = None  # of our last state write (conditional writes)
+    position: int | None = None  # last consumed offset + 1
+    open: dict[BufferKey, Buffer] = field(default_factory=dict)
+    sealed: list[Buffer] = field(default_factory=list)  # not taking rows; flushing or due
+    fenced: bool = False  # a newer owner wrote our state: stop writing
+    flushed_keys: set[BufferKey] = field(default_factory=set)  # since assignment
+
+    def buffers(self) -> Iterator[Buffer]:
+        yield from self.sealed
+        yield from self.open.values()
+
+    def seal(self, buf: Buffer, trigger: Trigger) -> None:
+        if buf.sealed is None:
+            buf.sealed = trigger
+            del self.open[buf.key]
+            self.sealed.append(buf)
+
+    def release(self, buf: Buffer) -> None:
+        """Forget a buffer whose file is stored and recorded in the state object."""
+        self.sealed.remove(buf)
+
+    def low_watermark(
+        self, stored: Iterable[Buffer] = (), position: int | None = None
+    ) -> int | None:
+        """C: the first offset not yet safely stored (see state.py).
+
+        ``stored``: buffers whose files are now stored (they no longer hold C
+        back); ``position``: the consumed position to use (default: current).
+        """
+        done = {id(b) for b in stored}
+        firsts = [b.first_offset for b in self.buffers() if id(b) not in done]
+        pos = self.position if position is None else position
+        if pos is None:
+            pos = self.state.next_offset
+        if pos is None:
+            return min(firsts) if firsts else None
+        return min([*firsts, pos])
+
+    def due(self, now: float, max_rows: int, max_bytes: int, max_age_s: float) -> list[Buffer]:
+        """Buffers to flush now: at most ONE per key (see the flush invariant)."""
+        picked: dict[BufferKey, Buffer] = {}
+        for buf in list(self.buffers()):
+            if buf.key in picked:
+                continue
+            trigger = buf.trigger(now, max_rows, max_bytes, max_age_s)
+            if trigger is not None:
+                self.seal(buf, trigger)
+                picked[buf.key] = buf
+        return list(picked.values())
+
+    def all_for_flush(self, trigger: Trigger) -> list[Buffer]:
+        """Every buffer (one per key) for a revoke or shutdown flush."""
+        for buf in list(self.open.values()):
+            self.seal(buf, trigger)
+        picked: dict[BufferKey, Buffer] = {}
+        for buf in self.sealed:
+            picked.setdefault(buf.key, buf)
+        return list(picked.values())

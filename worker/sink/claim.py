@@ -1,0 +1,70 @@
+"""Taking over a partition: load its state object, fence the previous owner, seek."""
+
+from __future__ import annotations
+
+from worker.bus.source import Source, TopicPartition
+from worker.config import Settings
+from worker.logging import get_logger
+from worker.sink.buffer import Partition
+from worker.sink.layout import state_path
+from worker.sink.state import PartitionState
+from worker.storage import ObjectNotFoundError, PreconditionFailedError, Store
+
+log = get_logger("sink.claim")
+_CLAIM_ATTEMPTS = 5
+
+
+async def claim_partition(
+    tp: TopicPartition, *, store: Store, source: Source, settings: Settings, writer: str
+) -> Partition:
+    """Load ``tp``'s state, write it back with ``generation + 1``, seek to C.
+
+    The claim write is conditional on the ETag just read, so two owners
+    cannot both believe they hold the partition; every later state write of
+    the previous owner (If-Match on its own last ETag) then fails and fences
+    it. The start offset is max(state C, Kafka's committed offset): the
+    state object is authoritative, Kafka's commit can only lag behind it.
+    """
+    key = state_path(settings.sink.group_id, tp.topic, tp.partition)
+    for _ in range(_CLAIM_ATTEMPTS):
+        state, etag = await _load(store, key)
+        committed = await source.committed(tp)
+        starts = [o for o in (state.next_offset, committed) if o is not None]
+        if starts:
+            state.advance(max(starts))
+        state.generation += 1
+        body = state.to_json(topic=tp.topic, partition=tp.partition, writer=writer)
+        try:
+            etag = await _put(store, key, body, etag, settings.storage.conditional_writes)
+        except PreconditionFailedError:
+            log.warning("claim_raced", topic=tp.topic, partition=tp.partition)
+            continue
+        part = Partition(tp, state, etag=etag, position=state.next_offset)
+        if state.next_offset is not None:
+            source.seek(tp, state.next_offset)
+        log.info(
+            "partition_assigned",
+            topic=tp.topic,
+            partition=tp.partition,
+            next_offset=state.next_offset,
+            generation=state.generation,
+            covered_keys=len(state.covered),
+        )
+        return part
+    raise PreconditionFailedError("claim", key, "state object keeps changing under us")
+
+
+async def _load(store: Store, key: str) -> tuple[PartitionState, str | None]:
+    try:
+        blob = await store.get(key)
+    except ObjectNotFoundError:
+        return PartitionState(), None
+    return PartitionState.from_json(blob.data), blob.etag
+
+
+async def _put(store: Store, key: str, body: bytes, etag: str | None, conditional: bool) -> str:
+    if not conditional:
+        return await store.put(key, body)
+    if etag is None:
+        return await store.put(key, body, if_none_match=True)
+    return await store.put(key, body, if_match=etag)

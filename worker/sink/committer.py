@@ -1,0 +1,237 @@
+"""Flush, then commit: the one place where data becomes durable.
+
+Everything that makes the delivery guarantee lives in :meth:`Committer.cycle`;
+docs/architecture.md explains it with pictures and failure cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from worker import metrics as m
+from worker.bus.dead_letter import DeadLetters
+from worker.bus.source import CommitError, Source, TopicPartition
+from worker.config import Settings
+from worker.logging import get_logger
+from worker.sink.batch import EncodedBatch, encode_batch
+from worker.sink.buffer import Buffer, Partition
+from worker.sink.layout import Destination, state_path
+from worker.storage import PreconditionFailedError, Store
+
+log = get_logger("sink.committer")
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Storage down, dead letters unacknowledged: try the whole cycle again."""
+    return bool(getattr(exc, "retriable", False))
+
+
+class Committer:
+    """Runs flush cycles, one at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        source: Source,
+        dead_letters: DeadLetters,
+        writer: str,
+        on_stall: Callable[[bool], None],
+        on_release: Callable[[Buffer], None],
+    ) -> None:
+        self._cfg = settings.sink
+        self._conditional = settings.storage.conditional_writes
+        self._store, self._source, self._dead = store, source, dead_letters
+        self._writer = writer
+        self._on_stall, self._on_release = on_stall, on_release
+        self._lock = asyncio.Lock()
+        self._sem = asyncio.Semaphore(self._cfg.flush_concurrency)
+        self._lineage = {"consumer_group": self._cfg.group_id, "writer": writer}
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    async def flush(self, parts: Mapping[TopicPartition, Partition], batch: list[Buffer]) -> None:
+        """Run one cycle for ``batch``; on a retriable failure pause and retry until it succeeds."""
+        async with self._lock:
+            encoded = await self._encode(batch)
+            attempt = 0
+            while True:
+                try:
+                    await self.cycle(parts, encoded)
+                    break
+                except Exception as exc:
+                    if not is_retriable(exc):
+                        raise
+                    attempt += 1
+                    delay = random.uniform(0, min(self._cfg.retry_backoff_max_s, 0.5 * 2**attempt))
+                    log.warning(
+                        "flush_failed_retrying",
+                        attempt=attempt,
+                        delay_s=round(delay, 2),
+                        error=str(exc)[:300],
+                        files=len(encoded),
+                    )
+                    self._on_stall(True)
+                    await asyncio.sleep(delay)
+            if attempt:
+                self._on_stall(False)
+                log.info("flush_recovered", attempts=attempt + 1)
+
+    async def _encode(self, batch: list[Buffer]) -> list[EncodedBatch]:
+        async def one(buf: Buffer) -> EncodedBatch:
+            async with self._sem:
+                return await asyncio.to_thread(encode_batch, buf, self._cfg, self._lineage)
+
+        return list(await asyncio.gather(*(one(b) for b in batch)))
+
+    async def cycle(
+        self, parts: Mapping[TopicPartition, Partition], encoded: Sequence[EncodedBatch]
+    ) -> None:
+        """One flush cycle. THE ORDER OF THESE STEPS IS THE DELIVERY GUARANTEE.
+
+        Invariant, per partition P with state object S = (C, covered):
+          (a) every record of P below C is in a stored file listed in S (or in
+              a file whose range ended below C), or was dead-lettered;
+          (b) every stored file holding a record at or above C is listed in
+              ``covered`` -- except at most ONE per buffer key: the key's
+              latest file, written by a cycle that died before its step 5.
+        (b) holds because cycles run one at a time (the lock) and a cycle
+        takes at most one buffer per key, so a key cannot get a second file
+        before the first one's range is in S. On restart the sink seeks to C
+        and skips records inside covered ranges of their key; the first
+        uncovered record of a key is exactly the first record of that
+        unrecorded file (a key's files are contiguous runs of its records),
+        and the file is named after that record (offset + event time), so
+        the replay OVERWRITES it instead of adding a second copy.
+
+        Steps (a crash between any two leaves (a) and (b) true):
+          1. put every Parquet file (parallel, deterministic keys);
+          2. put every sidecar; on the first flush of a key since this
+             assignment, delete the same name under the other destination
+             (lake vs quarantine: a replay may score differently);
+          3. snapshot consumed positions, then wait for dead letters' acks;
+          4. compute each touched partition's new state: covered += the new
+             files' ranges, C = low watermark over still-open buffers and the
+             snapshot position, prune ranges ending below C;
+          5. put each state object (If-Match our last ETag: a newer owner's
+             write fences us);
+          6. only then commit C to Kafka (lag monitoring, fast path);
+          7. release the buffers (their memory) and report.
+        A failure in 1-5 raises: nothing is released or committed and
+        :meth:`flush` retries the whole cycle; the puts are idempotent.
+        """
+        started = time.monotonic()
+        await self._gather(self._put_file(e, parts[e.buffer.tp]) for e in encoded)  # 1, 2
+        positions = {tp: p.position for tp, p in parts.items()}  # 3
+        await self._dead.flush()
+        stored = [e.buffer for e in encoded]
+        states = {}
+        for tp, part in parts.items():  # 4
+            if part.fenced:
+                continue
+            mine = [e.buffer for e in encoded if e.buffer.tp == tp]
+            new = self._next_state(part, mine, positions[tp])
+            if mine or new.next_offset != part.state.next_offset:
+                states[tp] = new
+        await self._gather(self._put_state(parts[tp], s) for tp, s in states.items())  # 5
+        offsets = {tp: s.next_offset for tp, s in states.items() if not parts[tp].fenced}
+        await self._commit({tp: o for tp, o in offsets.items() if o is not None})  # 6
+        for buf in stored:  # 7
+            self._on_release(buf)
+        self._report(encoded, time.monotonic() - started)
+
+    def _next_state(self, part: Partition, stored: list[Buffer], position: int | None) -> Any:
+        state = copy.deepcopy(part.state)
+        for buf in stored:
+            state.record(buf.key, buf.first_offset, buf.last_offset)
+        c = part.low_watermark(stored=stored, position=position)
+        if c is not None:
+            state.advance(c)
+        return state
+
+    async def _gather(self, coros: Any) -> None:
+        async def limited(coro: Any) -> None:
+            async with self._sem:
+                await coro
+
+        await asyncio.gather(*(limited(c) for c in coros))
+
+    async def _put_file(self, e: EncodedBatch, part: Partition) -> None:
+        await self._store.put(e.paths.data, e.parquet)
+        await self._store.put(e.paths.sidecar, e.sidecar)
+        if e.buffer.key not in part.flushed_keys:
+            await self._store.delete(e.other.data)
+            await self._store.delete(e.other.sidecar)
+
+    async def _put_state(self, part: Partition, state: Any) -> None:
+        key = state_path(self._cfg.group_id, part.tp.topic, part.tp.partition)
+        body = state.to_json(topic=part.tp.topic, partition=part.tp.partition, writer=self._writer)
+        cond: dict[str, Any] = {}
+        if self._conditional:
+            cond = {"if_match": part.etag} if part.etag else {"if_none_match": True}
+        try:
+            part.etag = await self._store.put(key, body, **cond)
+        except PreconditionFailedError:
+            part.fenced = True
+        if part.fenced:
+            log.error(
+                "partition_fenced",
+                topic=part.tp.topic,
+                partition=part.tp.partition,
+                generation=part.state.generation,
+            )
+            return
+        part.state = state
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        try:
+            await self._source.commit(offsets)
+            m.SINK_COMMITS.labels("ok").inc()
+        except CommitError as exc:  # the state object already holds the truth
+            m.SINK_COMMITS.labels("failed").inc()
+            log.warning("commit_failed", error=str(exc)[:300])
+
+    def _report(self, encoded: Sequence[EncodedBatch], duration_s: float) -> None:
+        now = time.time()
+        for e in encoded:
+            buf, dt = e.buffer, e.buffer.key.data_type.value
+            dest = e.destination.value
+            m.SINK_FILES_WRITTEN.labels(dt, dest).inc()
+            m.SINK_ROWS_WRITTEN.labels(dt, dest).inc(e.rows)
+            m.SINK_BYTES_WRITTEN.labels(dt, dest).inc(len(e.parquet))
+            m.SINK_FLUSHES.labels(dt, buf.sealed or "shutdown").inc()
+            m.SINK_FLUSH_DURATION.labels(dt).observe(duration_s)
+            m.SINK_ROWS_PER_FILE.labels(dt).observe(e.rows)
+            m.SINK_QUALITY_SCORE.labels(dt).set(e.report.score)
+            m.SINK_QUALITY_BATCHES.labels(dt).observe(e.report.score)
+            m.SINK_DUPLICATES_REMOVED.labels(dt).inc(e.report.exact_duplicates_removed)
+            for check, count in e.report.checks.items():
+                if count:
+                    m.SINK_QUALITY_ISSUES.labels(dt, check).inc(count)
+            if e.destination is Destination.QUARANTINE:
+                m.SINK_QUARANTINED.labels(dt).inc()
+            log.info(
+                "flush",
+                file=e.paths.data,
+                rows=e.rows,
+                bytes=len(e.parquet),
+                trigger=buf.sealed,
+                destination=dest,
+                score=e.report.score,
+                first_offset=buf.first_offset,
+                last_offset=buf.last_offset,
+                partition=buf.tp.partition,
+                duration_s=round(duration_s, 3),
+            )
+        if encoded:
+            m.SINK_LAST_FLUSH.set(now)

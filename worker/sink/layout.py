@@ -1,0 +1,82 @@
+"""Where things go in the lake: deterministic names from the data (STYLE 3).
+
+A file's name comes from its exchange, the event time of the record at its
+FIRST OFFSET (not the minimum event time: a replay that cuts the batch at a
+different last offset must still produce the same name), its Kafka
+partition and its first offset. So replaying a partition rewrites the same
+keys instead of adding new ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Literal, NamedTuple
+
+from worker.records import DataType, lake_symbol
+
+DAY_MS = 86_400_000
+_EPOCH = date(1970, 1, 1)
+
+Layout = Literal["default", "hive"]
+
+
+class Destination(StrEnum):
+    LAKE = "lake"
+    QUARANTINE = "quarantine"
+
+
+class BufferKey(NamedTuple):
+    """What one file holds (within one Kafka partition): one symbol, one type, one UTC day."""
+
+    exchange: str
+    symbol: str
+    data_type: DataType
+    day: int  # days since the Unix epoch (UTC) of the records' event time
+
+    @property
+    def date(self) -> date:
+        return _EPOCH + timedelta(days=self.day)
+
+    def state_key(self) -> str:
+        """Stable string form used in the partition state object."""
+        return f"{self.exchange}|{self.symbol}|{self.data_type.value}|{self.date.isoformat()}"
+
+    @classmethod
+    def from_state_key(cls, text: str) -> BufferKey:
+        exchange, symbol, data_type, day = text.rsplit("|", 3)
+        days = (date.fromisoformat(day) - _EPOCH).days
+        return cls(exchange, symbol, DataType(data_type), days)
+
+
+def file_stem(key: BufferKey, partition: int, first_offset: int, first_ts_ms: int) -> str:
+    """``<exchange>-<YYYYMMDDTHHMMSSmmmZ>-p<partition>-o<first offset, 20 digits>``."""
+    ts = datetime.fromtimestamp(first_ts_ms / 1000, tz=UTC)
+    stamp = f"{ts:%Y%m%dT%H%M%S}{first_ts_ms % 1000:03d}Z"
+    return f"{key.exchange}-{stamp}-p{partition}-o{first_offset:020d}"
+
+
+@dataclass(frozen=True, slots=True)
+class FilePaths:
+    data: str  # the Parquet file
+    sidecar: str  # its JSON metadata
+
+
+def file_paths(key: BufferKey, stem: str, layout: Layout, dest: Destination) -> FilePaths:
+    """Keys (relative to the store root) of one batch's Parquet file and sidecar."""
+    root = "_quarantine/" if dest is Destination.QUARANTINE else ""
+    sym, dt, day = lake_symbol(key.symbol), key.data_type.value, key.date
+    if layout == "hive":
+        folder = f"exchange={key.exchange}/data_type={dt}/symbol={sym}/date={day.isoformat()}"
+    else:
+        folder = f"{day:%Y/%m/%d}/{sym}/{dt}"
+    return FilePaths(
+        data=f"{root}{folder}/{stem}.parquet",
+        sidecar=f"{root}_metadata/{sym}/{dt}/{stem}.json",
+    )
+
+
+def state_path(group_id: str, topic: str, partition: int) -> str:
+    """The partition's durable progress object (see worker/sink/state.py)."""
+    return f"_state/{group_id}/{topic}/{partition}.json"

@@ -1,0 +1,289 @@
+"""The sink: consume, decode, buffer; hand due buffers to the committer.
+
+The hot path (:meth:`Sink._ingest`) does one ``records.decode`` and a dict
+append per message; Arrow is built only at flush time, in a thread.
+Flush cycles run as a background task while consumption goes on; the
+committer serialises them (see committer.py for the invariant).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+
+from worker import metrics as m
+from worker.bus.dead_letter import DeadLetters
+from worker.bus.source import Batch, Message, Source, TopicPartition
+from worker.config import Settings
+from worker.logging import get_logger
+from worker.records import InvalidReason, InvalidRecordError, decode, message_key
+from worker.sink.buffer import Buffer, Partition, Trigger
+from worker.sink.claim import claim_partition
+from worker.sink.committer import Committer
+from worker.sink.layout import DAY_MS, BufferKey
+from worker.storage import Store
+
+log = get_logger("sink")
+_SCAN_INTERVAL_S = 0.25
+_GAUGE_INTERVAL_S = 1.0
+
+
+class Sink:
+    """A consumer-group member that turns messages into stored, checked files."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        source: Source,
+        store: Store,
+        dead_letters: DeadLetters,
+        writer: str,
+    ) -> None:
+        self._settings, self._cfg = settings, settings.sink
+        self._source, self._store, self._writer = source, store, writer
+        self._dead_letters = dead_letters
+        self._committer = Committer(
+            settings,
+            store=store,
+            source=source,
+            dead_letters=dead_letters,
+            writer=writer,
+            on_stall=lambda on: self._set_paused("storage", on),
+            on_release=self._release,
+        )
+        self.parts: dict[TopicPartition, Partition] = {}
+        self.buffered_bytes = 0
+        self.buffered_rows = 0
+        self._dead: list[tuple[Message, InvalidRecordError]] = []
+        self._flush_task: asyncio.Task[None] | None = None
+        self._pause_reasons: set[str] = set()
+        self._due_now = False
+        self._next_scan = 0.0
+        self._next_gauges = 0.0
+        self._cap = self._cfg.max_buffered_bytes
+        self._size_factor = self._cfg.memory_per_message_byte
+
+    @property
+    def ready(self) -> bool:
+        return self._source.joined
+
+    @property
+    def topics(self) -> list[str]:
+        return [self._settings.kafka.topic(dt) for dt in self._cfg.data_types]
+
+    # --- rebalance listener -------------------------------------------
+    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        for tp in sorted(partitions):
+            part = await claim_partition(
+                tp,
+                store=self._store,
+                source=self._source,
+                settings=self._settings,
+                writer=self._writer,
+            )
+            self.parts[tp] = part
+        if self._pause_reasons:
+            self._source.pause(partitions)
+        m.SINK_ASSIGNED_PARTITIONS.set(len(self.parts))
+
+    async def on_revoked(self, partitions: set[TopicPartition]) -> None:
+        """Flush and commit what the revoked partitions hold, within a deadline.
+
+        Past ``revoke_deadline_s`` the buffers are dropped uncommitted: the
+        next owner replays from the state object, which is still exact.
+        """
+        parts = [self.parts[tp] for tp in sorted(partitions) if tp in self.parts]
+        try:
+            await asyncio.wait_for(self.drain(parts, "revoke"), self._cfg.revoke_deadline_s)
+        except TimeoutError:
+            # A deadline, not a crash: no traceback worth printing.
+            log.error("revoke_deadline_passed", partitions=[p.tp.partition for p in parts])  # noqa: TRY400
+        for part in parts:
+            self._forget(part)
+        m.SINK_ASSIGNED_PARTITIONS.set(len(self.parts))
+
+    def _forget(self, part: Partition) -> None:
+        for buf in list(part.buffers()):
+            self._account(-buf.approx_bytes, -len(buf.rows))
+        self.parts.pop(part.tp, None)
+        with contextlib.suppress(KeyError):
+            m.SINK_CONSUMER_LAG.remove(part.tp.topic, str(part.tp.partition))
+
+    # --- the loop -------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set (then call :meth:`shutdown`)."""
+        while not stop.is_set():
+            batch = await self._source.getmany(0.2, self._cfg.poll_max_records)
+            self._ingest_batch(batch)
+            if self._dead:
+                await self._send_dead_letters()
+            self._maintain(time.monotonic())
+            self._check_flush_task()
+
+    async def shutdown(self) -> None:
+        """Stop consuming, flush everything, write state, commit."""
+        self._set_paused("shutdown", True)
+        await self.drain(list(self.parts.values()), "shutdown")
+
+    async def drain(self, parts: Sequence[Partition], trigger: Trigger) -> None:
+        """Flush every buffer of ``parts`` and write their state (revoke, shutdown)."""
+        await self._wait_flush_task()
+        live = {p.tp: p for p in parts if not p.fenced}
+        while True:
+            batch = [b for p in live.values() for b in p.all_for_flush(trigger)]
+            await self._committer.flush(live, batch)
+            if not batch:
+                return
+
+    def _ingest_batch(self, batch: Batch) -> None:
+        for tp, msgs in batch.items():
+            part = self.parts.get(TopicPartition(*tp))
+            if part is None or part.fenced or not msgs:
+                continue
+            self._ingest(part, msgs)
+            part.position = msgs[-1].offset + 1
+            m.SINK_RECORDS_CONSUMED.labels(tp[0]).inc(len(msgs))
+
+    def _ingest(self, part: Partition, msgs: Sequence[Message]) -> None:
+        """The hot path: decode, skip what is stored, append to the key's buffer."""
+        max_rows, max_bytes, factor = self._cfg.max_rows, self._cfg.max_bytes, self._size_factor
+        covered = part.state.covered
+        added_bytes = added_rows = 0
+        for msg in msgs:
+            try:
+                spec, rec = decode(msg.value)
+            except InvalidRecordError as exc:
+                self._dead.append((msg, exc))
+                continue
+            key = (rec["exchange"], rec["symbol"], spec.data_type, rec["timestamp"] // DAY_MS)
+            buf = part.open.get(key)  # type: ignore[call-overload]  # plain tuple == BufferKey
+            if covered and self._replayed(part, BufferKey(*key), msg.offset):
+                continue
+            if buf is None or buf.sealed is not None:
+                mk = message_key(rec["exchange"], rec["symbol"])
+                if msg.key != mk:
+                    self._dead.append((msg, _key_mismatch(msg.key, mk)))
+                    continue
+                buf = Buffer(BufferKey(*key), part.tp, msg.offset, rec["timestamp"], msg_key=mk)
+                part.open[buf.key] = buf
+            elif msg.key != buf.msg_key:
+                self._dead.append((msg, _key_mismatch(msg.key, buf.msg_key)))
+                continue
+            size = int(len(msg.value or b"") * factor)
+            buf.rows.append(rec)
+            buf.last_offset = msg.offset
+            buf.approx_bytes += size
+            added_bytes += size
+            added_rows += 1
+            if len(buf.rows) >= max_rows or buf.approx_bytes >= max_bytes:
+                self._due_now = True
+        self._account(added_bytes, added_rows)
+
+    def _replayed(self, part: Partition, key: BufferKey, offset: int) -> bool:
+        """A record a stored file already holds: skip it (and keep files contiguous)."""
+        if not part.state.is_covered(key, offset):
+            return False
+        buf = part.open.get(key)
+        if buf is not None:  # cut here: the open buffer's run of the key ends before this
+            part.seal(buf, "replay")
+            self._due_now = True
+        m.SINK_RECORDS_SKIPPED.labels(key.data_type.value).inc()
+        return True
+
+    async def _send_dead_letters(self) -> None:
+        dead, self._dead = self._dead, []
+        for msg, exc in dead:
+            await self._dead_letters.send(msg, exc.reason, exc.detail)
+
+    # --- flush scheduling, memory, gauges --------------------------------
+    def _maintain(self, now: float) -> None:
+        if self.buffered_bytes > self._cap:
+            self._set_paused("memory", True)
+        elif self.buffered_bytes < 0.8 * self._cap:
+            self._set_paused("memory", False)
+        if now >= self._next_gauges:
+            self._next_gauges = now + _GAUGE_INTERVAL_S
+            self._gauges()
+        if self._committer.busy or (not self._due_now and now < self._next_scan):
+            return
+        self._next_scan = now + _SCAN_INTERVAL_S
+        self._due_now = False
+        batch = self._due(now)
+        dirty = any(p.low_watermark() != p.state.next_offset for p in self.parts.values())
+        if batch or dirty:
+            live = {tp: p for tp, p in self.parts.items() if not p.fenced}
+            self._flush_task = asyncio.create_task(self._committer.flush(live, batch))
+
+    def _due(self, now: float) -> list[Buffer]:
+        cfg = self._cfg
+        if "memory" in self._pause_reasons:
+            self._seal_for_memory()
+        batch: list[Buffer] = []
+        for part in self.parts.values():
+            if not part.fenced:
+                batch += part.due(now, cfg.max_rows, cfg.max_bytes, cfg.max_age_s)
+        return batch
+
+    def _seal_for_memory(self) -> None:
+        """Over the cap: seal the largest (then oldest) buffers down to 80 % of it."""
+        open_bufs = [(b, p) for p in self.parts.values() for b in p.open.values()]
+        open_bufs.sort(key=lambda bp: (-bp[0].approx_bytes, bp[0].opened_at))
+        target = self.buffered_bytes - 0.8 * self._cap
+        for buf, part in open_bufs:
+            if target <= 0:
+                break
+            part.seal(buf, "memory")
+            target -= buf.approx_bytes
+
+    def _set_paused(self, reason: str, on: bool) -> None:
+        was = bool(self._pause_reasons)
+        (self._pause_reasons.add if on else self._pause_reasons.discard)(reason)
+        now = bool(self._pause_reasons)
+        if now != was:
+            tps = self._source.assignment()
+            (self._source.pause if now else self._source.resume)(tps)
+            m.SINK_PAUSED_PARTITIONS.set(len(tps) if now else 0)
+            log.warning(
+                "consumption_paused" if now else "consumption_resumed",
+                reasons=sorted(self._pause_reasons) or [reason],
+            )
+
+    def _release(self, buf: Buffer) -> None:
+        part = self.parts.get(buf.tp)
+        if part is not None:
+            part.release(buf)
+            part.flushed_keys.add(buf.key)
+        self._account(-buf.approx_bytes, -len(buf.rows))
+
+    def _account(self, nbytes: int, rows: int) -> None:
+        self.buffered_bytes += nbytes
+        self.buffered_rows += rows
+
+    def _gauges(self) -> None:
+        m.SINK_BUFFERED_BYTES.set(self.buffered_bytes)
+        m.SINK_BUFFERED_ROWS.set(self.buffered_rows)
+        m.SINK_OPEN_BUFFERS.set(sum(len(p.open) + len(p.sealed) for p in self.parts.values()))
+        for tp, part in self.parts.items():
+            high = self._source.highwater(tp)
+            if high is not None and part.position is not None:
+                m.SINK_CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(high - part.position)
+
+    def _check_flush_task(self) -> None:
+        task = self._flush_task
+        if task is not None and task.done():
+            self._flush_task = None
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]  # non-retriable: stop the sink
+
+    async def _wait_flush_task(self) -> None:
+        if self._flush_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._flush_task)
+            self._check_flush_task()
+
+
+def _key_mismatch(got: bytes | None, want: bytes) -> InvalidRecordError:
+    return InvalidRecordError(InvalidReason.KEY_MISMATCH, f"key {got!r}, record says {want!r}")
