@@ -1,5 +1,7 @@
 """Generate the Grafana dashboards in this folder: ``python deploy/grafana/generate.py``.
 
+``--check`` writes nothing and exits 1 when a committed file is out of date.
+
 The JSON files are committed (the Helm chart ships them as ConfigMaps for
 Grafana's sidecar); tests/deploy/test_dashboards.py fails when they differ
 from what this script writes, when a query does not parse, or when a query
@@ -593,12 +595,21 @@ def render() -> dict[str, str]:
     return {name: json.dumps(build(), indent=2) + "\n" for name, build in DASHBOARDS.items()}
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    stale = []
     for name, text in render().items():
-        (HERE / name).write_text(text, encoding="utf-8")
-        print(f"wrote {HERE / name}")
+        path = HERE / name
+        if "--check" in argv:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+            continue
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+    if stale:
+        print(f"out of date (run python {Path(__file__).name}): {', '.join(stale)}")
+        return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
