@@ -4,7 +4,8 @@ ccxt keeps the full book (REST snapshot + diffs). On a sequence gap ccxt
 raises ChecksumError from the watch, drops the book and, on the next watch
 call, resubscribes and fetches a fresh snapshot; the supervisor counts that
 as a resync. A book without an exchange timestamp (a bare REST snapshot,
-before its first diff) is not published.
+before its first diff) or without a nonce (waiting for its snapshot after a
+resubscription) is not published.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class OrderBookStream(Stream):
         if book is None or book.get("timestamp") is None:
             return
         nonce = book.get("nonce")
-        if nonce == self._last_nonce.get(symbol):
+        if nonce is None or nonce == self._last_nonce.get(symbol):
             return
         now = time.monotonic()
         if self._throttle_s and now - self._last_at.get(symbol, -1e18) < self._throttle_s:
