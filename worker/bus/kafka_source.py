@@ -98,6 +98,10 @@ class KafkaSource:
         value = await self._consumer.committed(KafkaTP(*tp))
         return int(value) if value is not None else None
 
+    async def beginning(self, tp: TopicPartition) -> int:
+        offsets = await self._consumer.beginning_offsets([KafkaTP(*tp)])
+        return int(offsets[KafkaTP(*tp)])
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         try:
             await self._consumer.commit({KafkaTP(*tp): off for tp, off in offsets.items()})

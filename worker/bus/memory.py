@@ -155,6 +155,9 @@ class MemorySource:
     async def committed(self, tp: TopicPartition) -> int | None:
         return self._bus._committed.get(self._group, {}).get(tp)
 
+    async def beginning(self, tp: TopicPartition) -> int:
+        return self._bus._logs.get(tp.topic, _Log()).base
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         self._bus._commit(self._group, offsets)
 

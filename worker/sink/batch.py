@@ -99,6 +99,7 @@ def _sidecar(
             "data_type": buf.key.data_type.value,
             "date": buf.key.date.isoformat(),
             "collector_ids": sorted(ids),
+            "trigger": buf.sealed,
         },
     }
     return orjson.dumps(body, option=orjson.OPT_INDENT_2)

@@ -19,6 +19,10 @@ async def claim_partition(
 ) -> Partition:
     """Load ``tp``'s state, write it back with ``generation + 1``, seek to C.
 
+    The caller pauses ``tp`` while this runs; records the consumer returns
+    for it before the claim is done are dropped, and the seek here re-reads
+    them.
+
     The claim write is conditional on the ETag just read, so two owners
     cannot both believe they hold the partition; every later state write of
     the previous owner (If-Match on its own last ETag) then fails and fences
@@ -30,8 +34,7 @@ async def claim_partition(
         state, etag = await _load(store, key)
         committed = await source.committed(tp)
         starts = [o for o in (state.next_offset, committed) if o is not None]
-        if starts:
-            state.advance(max(starts))
+        state.advance(max(starts) if starts else await source.beginning(tp))
         state.generation += 1
         body = state.to_json(topic=tp.topic, partition=tp.partition, writer=writer)
         try:
@@ -40,8 +43,8 @@ async def claim_partition(
             log.warning("claim_raced", topic=tp.topic, partition=tp.partition)
             continue
         part = Partition(tp, state, etag=etag, position=state.next_offset)
-        if state.next_offset is not None:
-            source.seek(tp, state.next_offset)
+        # Always seek: records fetched before the claim finished were dropped.
+        source.seek(tp, state.next_offset or 0)
         log.info(
             "partition_assigned",
             topic=tp.topic,

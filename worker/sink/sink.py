@@ -76,6 +76,7 @@ class Sink:
 
     # --- rebalance listener -------------------------------------------
     async def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        self._source.pause(partitions)  # nothing from them until claimed and seeked
         for tp in sorted(partitions):
             part = await claim_partition(
                 tp,
@@ -85,8 +86,8 @@ class Sink:
                 writer=self._writer,
             )
             self.parts[tp] = part
-        if self._pause_reasons:
-            self._source.pause(partitions)
+        if not self._pause_reasons:
+            self._source.resume(partitions)
         m.SINK_ASSIGNED_PARTITIONS.set(len(self.parts))
 
     async def on_revoked(self, partitions: set[TopicPartition]) -> None:
