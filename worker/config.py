@@ -126,6 +126,9 @@ class SinkConfig(_Model):
     retry_backoff_max_s: float = Field(default=10.0, gt=0)
     # Estimated memory of one buffered record = this x its message size.
     memory_per_message_byte: float = Field(default=4.0, gt=0)
+    # Consumer-group liveness: a killed sink's partitions move after this.
+    session_timeout_ms: int = Field(default=30_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
 
 
 class OrderBookOptions(_Model):

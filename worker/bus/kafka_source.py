@@ -49,7 +49,15 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
 class KafkaSource:
     """A consumer-group member with auto-commit off."""
 
-    def __init__(self, cfg: KafkaConfig, group_id: str, topics: list[str]) -> None:
+    def __init__(
+        self,
+        cfg: KafkaConfig,
+        group_id: str,
+        topics: list[str],
+        *,
+        session_timeout_ms: int = 30_000,
+        heartbeat_interval_ms: int = 3_000,
+    ) -> None:
         self.joined = False
         self._topics = topics
         self._consumer = AIOKafkaConsumer(
@@ -61,8 +69,8 @@ class KafkaSource:
             fetch_max_bytes=64 * 1024 * 1024,
             # A revoke may flush buffers to S3; give it room before the group moves on.
             max_poll_interval_ms=300_000,
-            session_timeout_ms=30_000,
-            heartbeat_interval_ms=3_000,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=heartbeat_interval_ms,
         )
 
     async def start(self, listener: RebalanceListener) -> None:

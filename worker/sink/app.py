@@ -37,7 +37,13 @@ async def run_sink(settings: Settings) -> int:
     BUILD.info({"version": __version__, "component": "sink"})
     store = await open_store(settings.storage)
     topics = [settings.kafka.topic(dt) for dt in settings.sink.data_types]
-    source = KafkaSource(settings.kafka, settings.sink.group_id, topics)
+    source = KafkaSource(
+        settings.kafka,
+        settings.sink.group_id,
+        topics,
+        session_timeout_ms=settings.sink.session_timeout_ms,
+        heartbeat_interval_ms=settings.sink.heartbeat_interval_ms,
+    )
     dead = KafkaDeadLetters(settings.kafka)
     await dead.start()
     try:

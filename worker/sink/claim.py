@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from worker.bus.source import Source, TopicPartition
 from worker.config import Settings
 from worker.logging import get_logger
 from worker.sink.buffer import Partition
 from worker.sink.layout import state_path
 from worker.sink.state import PartitionState
-from worker.storage import ObjectNotFoundError, PreconditionFailedError, Store
+from worker.storage import ObjectNotFoundError, PreconditionFailedError, StorageError, Store
+
+T = TypeVar("T")
 
 log = get_logger("sink.claim")
 _CLAIM_ATTEMPTS = 5
@@ -31,14 +39,19 @@ async def claim_partition(
     """
     key = state_path(settings.sink.group_id, tp.topic, tp.partition)
     for _ in range(_CLAIM_ATTEMPTS):
-        state, etag = await _load(store, key)
+        state, etag = await _persist(lambda: _load(store, key), "load")
         committed = await source.committed(tp)
         starts = [o for o in (state.next_offset, committed) if o is not None]
         state.advance(max(starts) if starts else await source.beginning(tp))
         state.generation += 1
         body = state.to_json(topic=tp.topic, partition=tp.partition, writer=writer)
         try:
-            etag = await _put(store, key, body, etag, settings.storage.conditional_writes)
+            etag = await _persist(
+                functools.partial(
+                    _put, store, key, body, etag, settings.storage.conditional_writes
+                ),
+                "claim",
+            )
         except PreconditionFailedError:
             log.warning("claim_raced", topic=tp.topic, partition=tp.partition)
             continue
@@ -55,6 +68,27 @@ async def claim_partition(
         )
         return part
     raise PreconditionFailedError("claim", key, "state object keeps changing under us")
+
+
+async def _persist(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """Retry retriable storage errors until they stop (the partition stays paused)."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except StorageError as exc:
+            if not exc.retriable:
+                raise
+            attempt += 1
+            delay = random.uniform(0, min(10.0, 0.5 * 2**attempt))
+            log.warning(
+                "claim_retry",
+                what=what,
+                attempt=attempt,
+                delay_s=round(delay, 2),
+                error=str(exc)[:200],
+            )
+            await asyncio.sleep(delay)
 
 
 async def _load(store: Store, key: str) -> tuple[PartitionState, str | None]:
