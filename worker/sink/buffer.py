@@ -64,6 +64,7 @@ class Partition:
     sealed: list[Buffer] = field(default_factory=list)  # not taking rows; flushing or due
     fenced: bool = False  # a newer owner wrote our state: stop writing
     flushed_keys: set[BufferKey] = field(default_factory=set)  # since assignment
+    replaying: bool = False  # skipped a stored record since assignment (logged once)
 
     def buffers(self) -> Iterator[Buffer]:
         yield from self.sealed

@@ -179,7 +179,11 @@ class Sink:
             buf.approx_bytes += size
             added_bytes += size
             added_rows += 1
-            if len(buf.rows) >= max_rows or buf.approx_bytes >= max_bytes:
+            if len(buf.rows) >= max_rows:  # sealed now: the next record opens a new buffer
+                part.seal(buf, "max_rows")
+                self._due_now = True
+            elif buf.approx_bytes >= max_bytes:
+                part.seal(buf, "max_bytes")
                 self._due_now = True
         self._account(added_bytes, added_rows)
 
@@ -187,6 +191,15 @@ class Sink:
         """A record a stored file already holds: skip it (and keep files contiguous)."""
         if not part.state.is_covered(key, offset):
             return False
+        if not part.replaying:
+            part.replaying = True
+            log.info(
+                "replay_skipping_stored",
+                topic=part.tp.topic,
+                partition=part.tp.partition,
+                offset=offset,
+                key=key.state_key(),
+            )
         buf = part.open.get(key)
         if buf is not None:  # cut here: the open buffer's run of the key ends before this
             part.seal(buf, "replay")
@@ -208,7 +221,7 @@ class Sink:
         if now >= self._next_gauges:
             self._next_gauges = now + _GAUGE_INTERVAL_S
             self._gauges()
-        if self._committer.busy or (not self._due_now and now < self._next_scan):
+        if self._flush_task is not None or (not self._due_now and now < self._next_scan):
             return
         self._next_scan = now + _SCAN_INTERVAL_S
         self._due_now = False

@@ -26,10 +26,12 @@ pytestmark = pytest.mark.slow
 
 async def test_sigkill_at_random_moments(lake: Lake) -> None:
     producer = Producer(lake.kafka, lake.topic)
-    produce = asyncio.create_task(producer.run(total=6000, per_second=1000))
-    for n in range(5):
+    produce = asyncio.create_task(producer.run(total=12000, per_second=400))
+    for n in range(4):
         proc = lake.start_sink(f"sink{n}")
-        await asyncio.sleep(jitter(1.5, 3.5))
+        # Once it owns partitions and stores files, kill it somewhere in a flush cycle.
+        await lake.wait_log(f"sink{n}", '"event": "flush"', timeout_s=30)
+        await asyncio.sleep(jitter(0.0, 1.5))
         proc.kill()  # SIGKILL: no flush, no commit, no goodbye
         proc.wait(10)
     await produce
