@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -179,6 +180,10 @@ async def _delete_bucket(s3: S3Config, name: str) -> None:
         await empty_and_delete_bucket(client, name)
 
 
+def _ready(url: str) -> bool:
+    return http_get(f"{url}/readyz")[0] == 200
+
+
 def _write_yaml(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
@@ -302,8 +307,7 @@ def stack(
         collector_url = f"http://127.0.0.1:{collector_port}"
         sink_url = f"http://127.0.0.1:{sink_port}"
         for name, url in (("collector", collector_url), ("sink", sink_url)):
-            wait_for(f"{name} /readyz", lambda url=url: http_get(f"{url}/readyz")[0] == 200,
-                     60, procs)  # fmt: skip
+            wait_for(f"{name} /readyz", functools.partial(_ready, url), 60, procs)
         prom_cfg = _prometheus_config(tmp, collector_port, sink_port)
         procs.append(
             Proc(
