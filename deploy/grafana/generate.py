@@ -530,6 +530,33 @@ def collectors() -> dict[str, Any]:
             unit="s",
         ),
         Panel(
+            "Collector → Kafka acknowledgement latency",
+            [
+                (
+                    "histogram_quantile(0.5, sum by (le) (rate("
+                    f"ticklake_collector_publish_latency_seconds_bucket{{{NS}}}[{RATE}])))",
+                    "p50",
+                ),
+                (
+                    "histogram_quantile(0.99, sum by (le) (rate("
+                    f"ticklake_collector_publish_latency_seconds_bucket{{{NS}}}[{RATE}])))",
+                    "p99",
+                ),
+            ],
+            unit="s",
+        ),
+        Panel(
+            "ccxt cache overruns (per 10 min)",
+            [
+                (
+                    f"sum by (exchange, data_type) (increase("
+                    f"ticklake_collector_cache_overruns_total{{{NS}, {EX}}}[10m]))",
+                    "{{exchange}} {{data_type}}",
+                )
+            ],
+            description="Updates evicted by ccxt's bounded cache before the collector read them.",
+        ),
+        Panel(
             "Reconnects (per 10 min)",
             [
                 (
