@@ -9,7 +9,9 @@ Delivery, in order:
 3. It waits for every record's acknowledgement. Acknowledged records are
    counted as published and forgotten. Failed ones (broker down longer than
    aiokafka's own retries) go back to the head of the queue and are re-sent
-   after a capped, jittered backoff. Newer records wait in the queue
+   after a capped, jittered backoff, by a NEW producer: once a batch expired,
+   aiokafka's idempotent sequence numbers no longer match the broker's and
+   every later send of that producer fails. Newer records wait in the queue
    meanwhile, so a broker outage costs memory, not data, until the queue's
    bound; past it the oldest records are dropped, counted and logged.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -77,8 +80,15 @@ def producer_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
 class KafkaPublisher:
     """Owns the aiokafka producer and the sender loop over a queue."""
 
-    def __init__(self, cfg: KafkaConfig, queue: PublishQueue, chunk_records: int = 5_000) -> None:
+    def __init__(
+        self,
+        cfg: KafkaConfig,
+        queue: PublishQueue,
+        chunk_records: int = 5_000,
+        factory: Callable[..., Any] = AIOKafkaProducer,
+    ) -> None:
         self._kwargs = producer_kwargs(cfg)
+        self._factory = factory
         self._queue = queue
         self._chunk = chunk_records
         self._producer: AIOKafkaProducer | None = None
@@ -115,7 +125,7 @@ class KafkaPublisher:
 
     async def _started(self) -> AIOKafkaProducer:
         while self._producer is None:
-            producer = AIOKafkaProducer(**self._kwargs)
+            producer = self._factory(**self._kwargs)
             try:
                 await producer.start()
             except KafkaError as exc:
@@ -135,13 +145,17 @@ class KafkaPublisher:
         pending = items
         try:
             while pending:
-                pending = await self._send_once(pending)
+                pending, error = await self._send_once(pending)
                 if pending:
                     self.ready = False
                     delay = self._backoff.next_delay()
                     log.error(
-                        "kafka_publish_failed_will_resend", records=len(pending), retry_in_s=delay
+                        "kafka_publish_failed_will_resend",
+                        records=len(pending),
+                        error=error,
+                        retry_in_s=round(delay, 3),
                     )
+                    await self.stop()  # a fresh producer id and sequence numbers
                     await asyncio.sleep(delay)
         except BaseException:
             self._queue.requeue(pending)  # cancelled mid-flight: keep them
@@ -149,17 +163,18 @@ class KafkaPublisher:
         self.ready = True
         self._backoff.observe_healthy()
 
-    async def _send_once(self, items: list[Outgoing]) -> list[Outgoing]:
-        """One attempt: return the records that were not acknowledged, in order."""
+    async def _send_once(self, items: list[Outgoing]) -> tuple[list[Outgoing], str]:
+        """One attempt: the records not acknowledged, in order, and the first error."""
         producer = await self._started()
         futures: list[asyncio.Future[Any]] = []
         unsent: list[Outgoing] = []
+        error = ""
         for n, item in enumerate(items):
             try:
                 futures.append(await producer.send(item.topic, value=item.value, key=item.key))
             except KafkaError as exc:  # metadata or buffer timeout: resend the rest
                 metrics.COLLECTOR_PUBLISH_ERRORS.labels(error_reason(exc)).inc()
-                unsent = items[n:]
+                unsent, error = items[n:], f"{type(exc).__name__}: {exc}"[:200]
                 break
         results = await asyncio.gather(*futures, return_exceptions=True)
         acked: list[Outgoing] = []
@@ -167,8 +182,9 @@ class KafkaPublisher:
         for item, result in zip(items, results, strict=False):
             if isinstance(result, BaseException):
                 metrics.COLLECTOR_PUBLISH_ERRORS.labels(error_reason(result)).inc()
+                error = error or f"{type(result).__name__}: {result}"[:200]
                 failed.append(item)
             else:
                 acked.append(item)
         record_published(acked)
-        return failed + unsent
+        return failed + unsent, error

@@ -100,6 +100,16 @@ class FlakyProducer:
     def __init__(self, fail: int) -> None:
         self.fail = fail
         self.acked: list[bytes] = []
+        self.starts = 0
+
+    def __call__(self, **kwargs: Any) -> FlakyProducer:
+        return self
+
+    async def start(self) -> None:
+        self.starts += 1
+
+    async def stop(self) -> None:
+        pass
 
     async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -114,12 +124,12 @@ class FlakyProducer:
 
 async def test_kafka_publisher_resends_failed_records_before_newer_ones() -> None:
     queue = PublishQueue(100)
-    pub = KafkaPublisher(KafkaConfig(compression="none"), queue, chunk_records=4)
     producer = FlakyProducer(fail=3)
-    pub._producer = producer  # started producer stand-in
+    pub = KafkaPublisher(KafkaConfig(compression="none"), queue, chunk_records=4, factory=producer)
     pub._backoff.base_s = pub._backoff.max_s = 0.001
     for n in range(10):
         queue.put(Outgoing("t", b"k", str(n).encode(), "binance", DataType.TRADES, 0.0))
     assert await pub.drain(5.0) == 0
     # 0-2 failed, 3 was acknowledged in the same attempt; 0-2 are re-sent before 4-9.
     assert [int(v) for v in producer.acked] == [3, 0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert producer.starts == 2  # a failed attempt replaces the producer
