@@ -97,6 +97,8 @@ class Sink:
         next owner replays from the state object, which is still exact.
         """
         parts = [self.parts[tp] for tp in sorted(partitions) if tp in self.parts]
+        if parts:
+            log.info("partitions_revoked", partitions=[[p.tp.topic, p.tp.partition] for p in parts])
         try:
             await asyncio.wait_for(self.drain(parts, "revoke"), self._cfg.revoke_deadline_s)
         except TimeoutError:

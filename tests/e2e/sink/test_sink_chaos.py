@@ -47,7 +47,9 @@ async def test_member_joins_and_leaves_mid_stream(lake: Lake) -> None:
     first = lake.start_sink("first")
     await asyncio.sleep(2.5)
     second = lake.start_sink("second")  # joins: partitions move to it
-    await asyncio.sleep(3.5)
+    await lake.wait_log("second", '"event": "flush"', timeout_s=30)
+    await lake.wait_log("first", '"event": "partitions_revoked"', timeout_s=5)
+    await asyncio.sleep(1.5)
     assert await sigterm(first) == 0  # leaves: its partitions come back to `second`
     await produce
     await wait_all_stored(lake, producer)
