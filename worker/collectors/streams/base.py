@@ -9,8 +9,9 @@ Why not just use what the watch returns: a multi-symbol watch races one
 future per symbol and returns the first to resolve. Another symbol's updates
 that arrive in the same tick resolve a future nobody waits for any more, and
 stay unseen until that symbol trades again. So after each wake-up the stream
-drains the symbol that woke it and, every ``sweep_interval_s`` (also while
-the socket is quiet), sweeps every symbol.
+drains the symbols ``touched`` names (state-like streams name them all: one
+cheap comparison each) and, every ``sweep_interval_s`` (also while the
+socket is quiet), sweeps every symbol.
 
 The pending watch is kept as a task across sweeps, so a sweep never cancels
 (and leaks) a ccxt future; :meth:`reset` cancels it and closes the sockets.

@@ -35,8 +35,10 @@ class OrderBookStream(Stream):
         return await self.ex.watch_order_book_for_symbols(self.symbols)
 
     def touched(self, result: Any) -> Iterable[str]:
-        symbol = result.get("symbol") if result else None
-        return (symbol,) if symbol in self.symbols else ()
+        # Every symbol: the check per symbol is one nonce comparison, and a book
+        # updated in the same tick as the returned one is published now, not at
+        # the next sweep.
+        return self.symbols
 
     def drain(self, symbol: str, received_at_us: int) -> None:
         book = self.ex.orderbooks.get(symbol) if self.ex.orderbooks else None

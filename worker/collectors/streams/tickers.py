@@ -24,7 +24,7 @@ class TickerStream(Stream):
         return await self.ex.watch_tickers(self.symbols)
 
     def touched(self, result: Any) -> Iterable[str]:
-        return [s for s in (result or {}) if s in self._last or s in self.symbols]
+        return self.symbols  # cheap identity checks; see OrderBookStream.touched
 
     def drain(self, symbol: str, received_at_us: int) -> None:
         ticker = (self.ex.tickers or {}).get(symbol)
