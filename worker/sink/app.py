@@ -32,8 +32,8 @@ def writer_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-async def run_sink(settings: Settings) -> int:
-    """Run the Kafka sink until SIGTERM/SIGINT; return the exit code."""
+async def run_sink(settings: Settings, stop: asyncio.Event | None = None) -> int:
+    """Run the Kafka sink until SIGTERM/SIGINT (or ``stop``); return the exit code."""
     BUILD.info({"version": __version__, "component": "sink"})
     store = await open_store(settings.storage)
     topics = [settings.kafka.topic(dt) for dt in settings.sink.data_types]
@@ -47,7 +47,7 @@ async def run_sink(settings: Settings) -> int:
     dead = KafkaDeadLetters(settings.kafka)
     await dead.start()
     try:
-        return await serve(settings, source=source, store=store, dead_letters=dead)
+        return await serve(settings, source=source, store=store, dead_letters=dead, stop=stop)
     finally:
         await dead.stop()
         await store.close()
@@ -66,7 +66,7 @@ async def serve(
     sink = Sink(settings, source=source, store=store, dead_letters=dead_letters, writer=writer_id())
     server = HttpServer(settings.http.host, settings.http.port, lambda: sink.ready)
     await server.start()
-    _install_signals(stop)
+    signals = _install_signals(stop)
     log.info("sink_starting", topics=sink.topics, store=store.url, http_port=server.port)
     try:
         await source.start(sink)
@@ -75,6 +75,8 @@ async def serve(
         with contextlib.suppress(Exception):
             await source.stop()
         await server.stop()
+        for sig in signals:
+            asyncio.get_running_loop().remove_signal_handler(sig)
 
 
 async def _run(settings: Settings, sink: Sink, stop: asyncio.Event) -> int:
@@ -92,8 +94,10 @@ async def _run(settings: Settings, sink: Sink, stop: asyncio.Event) -> int:
     return 0
 
 
-def _install_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
+def _install_signals(stop: asyncio.Event) -> list[signal.Signals]:
+    loop, installed = asyncio.get_running_loop(), []
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    return installed
