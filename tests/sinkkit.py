@@ -142,11 +142,12 @@ async def read_json(store: Store, key: str) -> Any:
 def rows_of(tables: Iterable[pa.Table]) -> list[dict[str, Any]]:
     """All rows, times as integers (ms / µs since the epoch), like the messages."""
     out = []
-    for t in tables:
+    for table in tables:
+        flat = table
         for col in ("timestamp", "received_at"):
-            idx = t.schema.get_field_index(col)
-            t = t.set_column(idx, col, t.column(col).cast(pa.int64()))
-        out.extend(t.to_pylist())
+            idx = flat.schema.get_field_index(col)
+            flat = flat.set_column(idx, col, flat.column(col).cast(pa.int64()))
+        out.extend(flat.to_pylist())
     return out
 
 
