@@ -11,6 +11,7 @@ client, in contract terms, so tests can compare values exactly.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections import Counter, defaultdict, deque
@@ -65,6 +66,7 @@ class Hub:
         self.stats: Counter[str] = Counter()
         self.duplicate_next: Counter[str] = Counter()  # kind -> frames to send twice
         self.malformed_next: Counter[str] = Counter()  # kind -> malformed frames to inject
+        self.first_subscription = asyncio.Event()
 
     def subscribed(self, stream: str) -> bool:
         return bool(self.by_stream.get(stream))
@@ -74,6 +76,7 @@ class Hub:
             conn.streams.add(s)
             self.by_stream[s].add(conn)
         self.stats["subscriptions"] += len(streams)
+        self.first_subscription.set()
 
     def unsubscribe(self, conn: Connection, streams: list[str] | None = None) -> None:
         for s in list(conn.streams if streams is None else streams):

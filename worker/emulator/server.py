@@ -44,6 +44,7 @@ class EmulatorConfig:
     seed: int = 1
     replay: Path | None = None
     replay_speed: float = 1.0
+    replay_delay_s: float = 1.0  # after the first subscription
     sent_log_max: int = 1_000_000
 
 
@@ -151,6 +152,10 @@ class Emulator:
 
     async def _run_feed(self) -> None:
         if self._frames:
+            # A capture is short: start it once a client listens (then give the
+            # client's other sockets a moment to subscribe too).
+            await self.hub.first_subscription.wait()
+            await asyncio.sleep(self.cfg.replay_delay_s)
             await self.feed.replay(self._frames, self.cfg.replay_speed)
         else:
             await self.feed.random_walk(self.cfg.rate_hz)
@@ -207,6 +212,7 @@ class Emulator:
         return _json(self.hub.snapshot_stats())
 
     async def _exchange_info(self, _: web.Request) -> web.Response:
+        self.hub.stats["exchange_info_requests"] += 1
         symbols = [market_info(s) for s in self.feed.symbols.values()]
         body = {"timezone": "UTC", "serverTime": now_ms(), "rateLimits": [], "symbols": symbols}
         return _json(body)
