@@ -30,6 +30,15 @@ from worker.records import DataType
 log = get_logger("collector.runtime")
 
 
+def known_symbols(ex_cfg: ExchangeConfig, markets: Any) -> list[str]:
+    """The configured symbols that ``markets`` lists (the others are logged)."""
+    listed = set(markets) if isinstance(markets, dict) else {m.get("symbol") for m in markets}
+    unknown = [s for s in ex_cfg.symbols if s not in listed]
+    if unknown:
+        log.error("unknown_symbols_skipped", exchange=ex_cfg.id, symbols=unknown)
+    return [s for s in ex_cfg.symbols if s in listed]
+
+
 class CollectorRuntime:
     """Starts, watches and stops every stream."""
 
@@ -84,9 +93,14 @@ class CollectorRuntime:
                 await asyncio.sleep(delay)
 
     def build_streams(self, ex_cfg: ExchangeConfig, markets: Any) -> list[Stream]:
-        """One stream per data type and group of ``symbols_per_stream`` symbols."""
+        """One stream per data type and group of ``symbols_per_stream`` symbols.
+
+        A symbol the exchange does not list is left out (logged): in a
+        multi-symbol watch it would fail every other symbol of its group.
+        """
+        symbols = known_symbols(ex_cfg, markets)
         n = self.cfg.symbols_per_stream
-        groups = [ex_cfg.symbols[i : i + n] for i in range(0, len(ex_cfg.symbols), n)]
+        groups = [symbols[i : i + n] for i in range(0, len(symbols), n)]
         return [s for g in groups for s in self._streams_for(ex_cfg, markets, g)]
 
     def _streams_for(
