@@ -124,8 +124,6 @@ class SinkConfig(_Model):
     revoke_deadline_s: float = Field(default=20.0, gt=0)
     # Backoff between attempts of a failed flush cycle (storage down): capped, jittered.
     retry_backoff_max_s: float = Field(default=10.0, gt=0)
-    # Estimated memory of one buffered record = this x its message size.
-    memory_per_message_byte: float = Field(default=4.0, gt=0)
     # Consumer-group liveness: a killed sink's partitions move after this.
     session_timeout_ms: int = Field(default=30_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)

@@ -1,14 +1,14 @@
-"""One buffer to one stored file: Arrow, quality, Parquet, sidecar. CPU only.
+"""One buffer to stored files: parse, split by UTC day, check, Parquet, sidecars. CPU only.
 
-Runs in a worker thread (pyarrow releases the GIL for most of it) so the
-event loop keeps consuming and heartbeating while a batch is encoded.
+Runs in a worker thread; pyarrow releases the GIL for nearly all of it, so
+the event loop keeps consuming on the other core while a batch is encoded.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -18,16 +18,16 @@ import pyarrow.compute as pc
 from worker.config import SinkConfig
 from worker.records import SCHEMA_VERSION, SPECS
 from worker.sink.buffer import Buffer
-from worker.sink.format import sort_by_event_time, to_parquet, to_table
-from worker.sink.layout import Destination, FilePaths, file_paths, file_stem
+from worker.sink.format import sort_by_event_time, to_parquet, truncate_books
+from worker.sink.layout import DAY_MS, Destination, FilePaths, day_of, file_paths, file_stem
+from worker.sink.parse import Rejected, parse_batch
 from worker.sink.quality import QualityReport, check_batch
 
 
 @dataclass(frozen=True, slots=True)
-class EncodedBatch:
-    """What a flush stores for one buffer."""
+class EncodedFile:
+    """One Parquet file and its sidecar, ready to store."""
 
-    buffer: Buffer
     paths: FilePaths
     other: FilePaths  # the same name in the other destination (cleaned up on replays)
     destination: Destination
@@ -35,16 +35,54 @@ class EncodedBatch:
     sidecar: bytes
     report: QualityReport
     rows: int
+    first_offset: int
+    last_offset: int
+
+
+@dataclass(slots=True)
+class EncodedBuffer:
+    """What a flush stores for one buffer: a file per UTC day, and its dead letters."""
+
+    buffer: Buffer
+    files: list[EncodedFile]
+    rejected: list[Rejected] = field(default_factory=list)
+    dead_letters_sent: bool = False
 
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
-def encode_batch(buf: Buffer, cfg: SinkConfig, lineage: dict[str, Any]) -> EncodedBatch:
-    """Check and serialise ``buf``; decide lake or quarantine; build the sidecar."""
+def encode_buffer(buf: Buffer, cfg: SinkConfig, lineage: dict[str, Any]) -> EncodedBuffer:
+    """Parse ``buf``, one file per UTC day of event time (a file never spans two days)."""
     spec = SPECS[buf.key.data_type]
-    table = to_table(spec, buf.rows, cfg.orderbook_depth)
+    parsed = parse_batch(spec, buf.values, buf.offsets, (buf.key.exchange, buf.key.symbol))
+    table = truncate_books(spec, parsed.table, cfg.orderbook_depth)
+    ts = table.column("timestamp").cast(pa.int64())
+    days = pc.divide(ts, DAY_MS)  # integer division on int64
+    files = []
+    for day in sorted(pc.unique(days).to_pylist()):
+        mask = pc.equal(days, day)
+        part = table.filter(mask)
+        offsets = parsed.offsets.filter(mask.combine_chunks())
+        files.append(
+            _encode_file(buf, cfg, part, offsets, day=day_of(day * DAY_MS), lineage=lineage)
+        )
+    return EncodedBuffer(buf, files, parsed.rejected)
+
+
+def _encode_file(
+    buf: Buffer,
+    cfg: SinkConfig,
+    table: pa.Table,
+    offsets: pa.Array,
+    *,
+    day: date,
+    lineage: dict[str, Any],
+) -> EncodedFile:
+    spec = SPECS[buf.key.data_type]
+    first, last = int(offsets[0].as_py()), int(offsets[-1].as_py())
+    first_ts = int(table.column("timestamp").cast(pa.int64())[0].as_py())
     table, report = check_batch(
         spec,
         table,
@@ -55,13 +93,15 @@ def encode_batch(buf: Buffer, cfg: SinkConfig, lineage: dict[str, Any]) -> Encod
     )
     table = sort_by_event_time(table)
     data = to_parquet(table, cfg.compression, cfg.row_group_rows)
-    dest = Destination.LAKE if report.passed else Destination.QUARANTINE
-    other = Destination.QUARANTINE if report.passed else Destination.LAKE
-    stem = file_stem(buf.key, buf.tp.partition, buf.first_offset, buf.first_ts_ms)
-    paths = file_paths(buf.key, stem, cfg.layout, dest)
-    sidecar = _sidecar(buf, table, data, paths=paths, dest=dest, report=report, lineage=lineage)
-    other_paths = file_paths(buf.key, stem, cfg.layout, other)
-    return EncodedBatch(buf, paths, other_paths, dest, data, sidecar, report, table.num_rows)
+    dest, other = Destination.LAKE, Destination.QUARANTINE
+    if not report.passed:
+        dest, other = other, dest
+    stem = file_stem(buf.key.exchange, buf.tp.partition, first, first_ts)
+    paths = file_paths(buf.key, day, stem, cfg.layout, dest)
+    meta = {"first_offset": first, "last_offset": last, "day": day.isoformat(), **lineage}
+    sidecar = _sidecar(buf, table, data, paths=paths, dest=dest, report=report, lineage=meta)
+    other_paths = file_paths(buf.key, day, stem, cfg.layout, other)
+    return EncodedFile(paths, other_paths, dest, data, sidecar, report, table.num_rows, first, last)
 
 
 def _sidecar(
@@ -92,14 +132,13 @@ def _sidecar(
             **lineage,
             "topic": buf.tp.topic,
             "partition": buf.tp.partition,
-            "first_offset": buf.first_offset,
-            "last_offset": buf.last_offset,
             "exchange": buf.key.exchange,
             "symbol": buf.key.symbol,
             "data_type": buf.key.data_type.value,
-            "date": buf.key.date.isoformat(),
             "collector_ids": sorted(ids),
             "trigger": buf.sealed,
+            "batch_first_offset": buf.first_offset,
+            "batch_last_offset": buf.last_offset,
         },
     }
     return orjson.dumps(body, option=orjson.OPT_INDENT_2)

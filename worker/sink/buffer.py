@@ -11,12 +11,12 @@ records of the key start a new buffer.
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 from worker.bus.source import TopicPartition
-from worker.records import Record
 from worker.sink.layout import BufferKey
 from worker.sink.state import PartitionState
 
@@ -25,25 +25,25 @@ Trigger = Literal["max_rows", "max_bytes", "max_age", "revoke", "shutdown", "mem
 
 @dataclass(slots=True, eq=False)
 class Buffer:
-    """One future file: the rows of one key, in offset order."""
+    """The raw messages of one key, in offset order (parsed only at flush)."""
 
     key: BufferKey
     tp: TopicPartition
     first_offset: int
-    first_ts_ms: int  # event time of the record at first_offset (names the file)
+    msg_key: bytes  # the Kafka key of every message here
     opened_at: float = field(default_factory=time.monotonic)
-    rows: list[Record] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+    offsets: array[int] = field(default_factory=lambda: array("q"))
     last_offset: int = -1
     approx_bytes: int = 0
-    sealed: Trigger | None = None  # set: takes no more rows, flushes next cycle
-    msg_key: bytes = b""  # the Kafka key every message of this buffer must carry
+    sealed: Trigger | None = None  # set: takes no more messages, flushes next cycle
 
     def trigger(
         self, now: float, max_rows: int, max_bytes: int, max_age_s: float
     ) -> Trigger | None:
         if self.sealed is not None:
             return self.sealed
-        if len(self.rows) >= max_rows:
+        if len(self.values) >= max_rows:
             return "max_rows"
         if self.approx_bytes >= max_bytes:
             return "max_bytes"
@@ -60,7 +60,7 @@ class Partition:
     state: PartitionState
     etag: str | None = None  # of our last state write (conditional writes)
     position: int | None = None  # last consumed offset + 1
-    open: dict[BufferKey, Buffer] = field(default_factory=dict)
+    open: dict[bytes, Buffer] = field(default_factory=dict)  # by Kafka message key
     sealed: list[Buffer] = field(default_factory=list)  # not taking rows; flushing or due
     fenced: bool = False  # a newer owner wrote our state: stop writing
     flushed_keys: set[BufferKey] = field(default_factory=set)  # since assignment
@@ -73,7 +73,7 @@ class Partition:
     def seal(self, buf: Buffer, trigger: Trigger) -> None:
         if buf.sealed is None:
             buf.sealed = trigger
-            del self.open[buf.key]
+            del self.open[buf.msg_key]
             self.sealed.append(buf)
 
     def release(self, buf: Buffer) -> None:

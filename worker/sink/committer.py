@@ -15,10 +15,11 @@ from typing import Any
 
 from worker import metrics as m
 from worker.bus.dead_letter import DeadLetters
+from worker.bus.memory import MemoryMessage as DeadMessage
 from worker.bus.source import CommitError, Source, TopicPartition
 from worker.config import Settings
 from worker.logging import get_logger
-from worker.sink.batch import EncodedBatch, encode_batch
+from worker.sink.batch import EncodedBuffer, EncodedFile, encode_buffer
 from worker.sink.buffer import Buffer, Partition
 from worker.sink.layout import Destination, state_path
 from worker.storage import PreconditionFailedError, Store
@@ -77,7 +78,7 @@ class Committer:
                         attempt=attempt,
                         delay_s=round(delay, 2),
                         error=str(exc)[:300],
-                        files=len(encoded),
+                        buffers=len(encoded),
                     )
                     self._on_stall(True)
                     await asyncio.sleep(delay)
@@ -85,15 +86,15 @@ class Committer:
                 self._on_stall(False)
                 log.info("flush_recovered", attempts=attempt + 1)
 
-    async def _encode(self, batch: list[Buffer]) -> list[EncodedBatch]:
-        async def one(buf: Buffer) -> EncodedBatch:
+    async def _encode(self, batch: list[Buffer]) -> list[EncodedBuffer]:
+        async def one(buf: Buffer) -> EncodedBuffer:
             async with self._sem:
-                return await asyncio.to_thread(encode_batch, buf, self._cfg, self._lineage)
+                return await asyncio.to_thread(encode_buffer, buf, self._cfg, self._lineage)
 
         return list(await asyncio.gather(*(one(b) for b in batch)))
 
     async def cycle(
-        self, parts: Mapping[TopicPartition, Partition], encoded: Sequence[EncodedBatch]
+        self, parts: Mapping[TopicPartition, Partition], encoded: Sequence[EncodedBuffer]
     ) -> None:
         """One flush cycle. THE ORDER OF THESE STEPS IS THE DELIVERY GUARANTEE.
 
@@ -117,7 +118,8 @@ class Committer:
           2. put every sidecar; on the first flush of a key since this
              assignment, delete the same name under the other destination
              (lake vs quarantine: a replay may score differently);
-          3. snapshot consumed positions, then wait for dead letters' acks;
+          3. snapshot consumed positions; send the messages the parser
+             refused to the dead-letter topic and wait for every ack;
           4. compute each touched partition's new state: covered += the new
              files' ranges, C = low watermark over still-open buffers and the
              snapshot position, prune ranges ending below C;
@@ -129,8 +131,11 @@ class Committer:
         :meth:`flush` retries the whole cycle; the puts are idempotent.
         """
         started = time.monotonic()
-        await self._gather(self._put_file(e, parts[e.buffer.tp]) for e in encoded)  # 1, 2
+        await self._gather(  # 1, 2
+            self._put_file(f, parts[e.buffer.tp], e.buffer) for e in encoded for f in e.files
+        )
         positions = {tp: p.position for tp, p in parts.items()}  # 3
+        await self._send_rejected(encoded)
         await self._dead.flush()
         stored = [e.buffer for e in encoded]
         states = {}
@@ -164,12 +169,29 @@ class Committer:
 
         await asyncio.gather(*(limited(c) for c in coros))
 
-    async def _put_file(self, e: EncodedBatch, part: Partition) -> None:
-        await self._store.put(e.paths.data, e.parquet)
-        await self._store.put(e.paths.sidecar, e.sidecar)
-        if e.buffer.key not in part.flushed_keys:
-            await self._store.delete(e.other.data)
-            await self._store.delete(e.other.sidecar)
+    async def _put_file(self, f: EncodedFile, part: Partition, buf: Buffer) -> None:
+        await self._store.put(f.paths.data, f.parquet)
+        await self._store.put(f.paths.sidecar, f.sidecar)
+        if buf.key not in part.flushed_keys:
+            await self._store.delete(f.other.data)
+            await self._store.delete(f.other.sidecar)
+
+    async def _send_rejected(self, encoded: Sequence[EncodedBuffer]) -> None:
+        """Messages the parser refused: to the dead-letter topic (once per encode)."""
+        for e in encoded:
+            if e.dead_letters_sent:
+                continue
+            for r in e.rejected:
+                buf = e.buffer
+                msg = DeadMessage(
+                    buf.tp.topic,
+                    buf.tp.partition,
+                    buf.offsets[r.index],
+                    buf.msg_key,
+                    buf.values[r.index],
+                )
+                await self._dead.send(msg, r.error.reason, r.error.detail)
+            e.dead_letters_sent = True
 
     async def _put_state(self, part: Partition, state: Any) -> None:
         key = state_path(self._cfg.group_id, part.tp.topic, part.tp.partition)
@@ -201,37 +223,39 @@ class Committer:
             m.SINK_COMMITS.labels("failed").inc()
             log.warning("commit_failed", error=str(exc)[:300])
 
-    def _report(self, encoded: Sequence[EncodedBatch], duration_s: float) -> None:
-        now = time.time()
+    def _report(self, encoded: Sequence[EncodedBuffer], duration_s: float) -> None:
         for e in encoded:
-            buf, dt = e.buffer, e.buffer.key.data_type.value
-            dest = e.destination.value
-            m.SINK_FILES_WRITTEN.labels(dt, dest).inc()
-            m.SINK_ROWS_WRITTEN.labels(dt, dest).inc(e.rows)
-            m.SINK_BYTES_WRITTEN.labels(dt, dest).inc(len(e.parquet))
-            m.SINK_FLUSHES.labels(dt, buf.sealed or "shutdown").inc()
-            m.SINK_FLUSH_DURATION.labels(dt).observe(duration_s)
-            m.SINK_ROWS_PER_FILE.labels(dt).observe(e.rows)
-            m.SINK_QUALITY_SCORE.labels(dt).set(e.report.score)
-            m.SINK_QUALITY_BATCHES.labels(dt).observe(e.report.score)
-            m.SINK_DUPLICATES_REMOVED.labels(dt).inc(e.report.exact_duplicates_removed)
-            for check, count in e.report.checks.items():
-                if count:
-                    m.SINK_QUALITY_ISSUES.labels(dt, check).inc(count)
-            if e.destination is Destination.QUARANTINE:
-                m.SINK_QUARANTINED.labels(dt).inc()
-            log.info(
-                "flush",
-                file=e.paths.data,
-                rows=e.rows,
-                bytes=len(e.parquet),
-                trigger=buf.sealed,
-                destination=dest,
-                score=e.report.score,
-                first_offset=buf.first_offset,
-                last_offset=buf.last_offset,
-                partition=buf.tp.partition,
-                duration_s=round(duration_s, 3),
-            )
+            for f in e.files:
+                self._report_file(e.buffer, f, duration_s)
         if encoded:
-            m.SINK_LAST_FLUSH.set(now)
+            m.SINK_LAST_FLUSH.set(time.time())
+
+    def _report_file(self, buf: Buffer, f: EncodedFile, duration_s: float) -> None:
+        dt, dest = buf.key.data_type.value, f.destination.value
+        m.SINK_FILES_WRITTEN.labels(dt, dest).inc()
+        m.SINK_ROWS_WRITTEN.labels(dt, dest).inc(f.rows)
+        m.SINK_BYTES_WRITTEN.labels(dt, dest).inc(len(f.parquet))
+        m.SINK_FLUSHES.labels(dt, buf.sealed or "shutdown").inc()
+        m.SINK_FLUSH_DURATION.labels(dt).observe(duration_s)
+        m.SINK_ROWS_PER_FILE.labels(dt).observe(f.rows)
+        m.SINK_QUALITY_SCORE.labels(dt).set(f.report.score)
+        m.SINK_QUALITY_BATCHES.labels(dt).observe(f.report.score)
+        m.SINK_DUPLICATES_REMOVED.labels(dt).inc(f.report.exact_duplicates_removed)
+        for check, count in f.report.checks.items():
+            if count:
+                m.SINK_QUALITY_ISSUES.labels(dt, check).inc(count)
+        if f.destination is Destination.QUARANTINE:
+            m.SINK_QUARANTINED.labels(dt).inc()
+        log.info(
+            "flush",
+            file=f.paths.data,
+            rows=f.rows,
+            bytes=len(f.parquet),
+            trigger=buf.sealed,
+            destination=dest,
+            score=f.report.score,
+            first_offset=f.first_offset,
+            last_offset=f.last_offset,
+            partition=buf.tp.partition,
+            duration_s=round(duration_s, 3),
+        )

@@ -10,15 +10,21 @@ from worker.records import DataType, Record, Spec
 
 
 def to_table(spec: Spec, rows: list[Record], orderbook_depth: int) -> pa.Table:
-    """Rows (in offset order) as a table of the lake schema; books cut to ``orderbook_depth``."""
-    table = pa.Table.from_pylist(rows, schema=spec.arrow_schema)
-    if spec.data_type is DataType.ORDERBOOK:
-        for side in ("bids", "asks"):
-            idx = table.schema.get_field_index(side)
-            cut = pc.list_slice(table.column(idx), 0, orderbook_depth)
-            table = table.set_column(
-                idx, spec.arrow_schema.field(side), cut.cast(spec.arrow_schema.field(side).type)
-            )
+    """Records (as ``records.decode`` returns them) as a table of the lake schema."""
+    return truncate_books(
+        spec, pa.Table.from_pylist(rows, schema=spec.arrow_schema), orderbook_depth
+    )
+
+
+def truncate_books(spec: Spec, table: pa.Table, orderbook_depth: int) -> pa.Table:
+    """Order books cut to their top ``orderbook_depth`` levels per side."""
+    if spec.data_type is not DataType.ORDERBOOK:
+        return table
+    for side in ("bids", "asks"):
+        idx = table.schema.get_field_index(side)
+        field = spec.arrow_schema.field(side)
+        cut = pc.list_slice(table.column(idx), 0, orderbook_depth).cast(field.type)
+        table = table.set_column(idx, field, cut)
     return table
 
 

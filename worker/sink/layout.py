@@ -1,9 +1,9 @@
 """Where things go in the lake: deterministic names from the data (STYLE 3).
 
-A file's name comes from its exchange, the event time of the record at its
-FIRST OFFSET (not the minimum event time: a replay that cuts the batch at a
-different last offset must still produce the same name), its Kafka
-partition and its first offset. So replaying a partition rewrites the same
+A file's name comes from its exchange, the event time of its record with
+the lowest offset (not the minimum event time: a replay that cuts the batch
+at a different last offset must still produce the same name), its Kafka
+partition and that offset. So replaying a partition rewrites the same
 keys instead of adding new ones.
 """
 
@@ -28,33 +28,36 @@ class Destination(StrEnum):
 
 
 class BufferKey(NamedTuple):
-    """What one file holds (within one Kafka partition): one symbol, one type, one UTC day."""
+    """What one buffer holds (within one Kafka partition): one symbol of one data type.
+
+    Its messages all carry the Kafka key ``<exchange>:<symbol>``; a flush
+    writes one file per UTC day of their event times (usually one).
+    """
 
     exchange: str
     symbol: str
     data_type: DataType
-    day: int  # days since the Unix epoch (UTC) of the records' event time
-
-    @property
-    def date(self) -> date:
-        return _EPOCH + timedelta(days=self.day)
 
     def state_key(self) -> str:
         """Stable string form used in the partition state object."""
-        return f"{self.exchange}|{self.symbol}|{self.data_type.value}|{self.date.isoformat()}"
+        return f"{self.exchange}|{self.symbol}|{self.data_type.value}"
 
     @classmethod
     def from_state_key(cls, text: str) -> BufferKey:
-        exchange, symbol, data_type, day = text.rsplit("|", 3)
-        days = (date.fromisoformat(day) - _EPOCH).days
-        return cls(exchange, symbol, DataType(data_type), days)
+        exchange, symbol, data_type = text.rsplit("|", 2)
+        return cls(exchange, symbol, DataType(data_type))
 
 
-def file_stem(key: BufferKey, partition: int, first_offset: int, first_ts_ms: int) -> str:
+def day_of(ms: int) -> date:
+    """UTC day of an event time in milliseconds."""
+    return _EPOCH + timedelta(days=ms // DAY_MS)
+
+
+def file_stem(exchange: str, partition: int, first_offset: int, first_ts_ms: int) -> str:
     """``<exchange>-<YYYYMMDDTHHMMSSmmmZ>-p<partition>-o<first offset, 20 digits>``."""
     ts = datetime.fromtimestamp(first_ts_ms / 1000, tz=UTC)
     stamp = f"{ts:%Y%m%dT%H%M%S}{first_ts_ms % 1000:03d}Z"
-    return f"{key.exchange}-{stamp}-p{partition}-o{first_offset:020d}"
+    return f"{exchange}-{stamp}-p{partition}-o{first_offset:020d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +66,12 @@ class FilePaths:
     sidecar: str  # its JSON metadata
 
 
-def file_paths(key: BufferKey, stem: str, layout: Layout, dest: Destination) -> FilePaths:
-    """Keys (relative to the store root) of one batch's Parquet file and sidecar."""
+def file_paths(
+    key: BufferKey, day: date, stem: str, layout: Layout, dest: Destination
+) -> FilePaths:
+    """Keys (relative to the store root) of one file and its sidecar."""
     root = "_quarantine/" if dest is Destination.QUARANTINE else ""
-    sym, dt, day = lake_symbol(key.symbol), key.data_type.value, key.date
+    sym, dt = lake_symbol(key.symbol), key.data_type.value
     if layout == "hive":
         folder = f"exchange={key.exchange}/data_type={dt}/symbol={sym}/date={day.isoformat()}"
     else:

@@ -18,16 +18,18 @@ from worker.bus.dead_letter import DeadLetters
 from worker.bus.source import Batch, Message, Source, TopicPartition
 from worker.config import Settings
 from worker.logging import get_logger
-from worker.records import InvalidReason, InvalidRecordError, decode, message_key
+from worker.records import InvalidReason, InvalidRecordError
 from worker.sink.buffer import Buffer, Partition, Trigger
 from worker.sink.claim import claim_partition
 from worker.sink.committer import Committer
-from worker.sink.layout import DAY_MS, BufferKey
+from worker.sink.layout import BufferKey
 from worker.storage import Store
 
 log = get_logger("sink")
 _SCAN_INTERVAL_S = 0.25
 _GAUGE_INTERVAL_S = 1.0
+# Per buffered message beyond its bytes: the bytes object, list slot, offset.
+_OVERHEAD_BYTES = 56
 
 
 class Sink:
@@ -64,7 +66,8 @@ class Sink:
         self._next_scan = 0.0
         self._next_gauges = 0.0
         self._cap = self._cfg.max_buffered_bytes
-        self._size_factor = self._cfg.memory_per_message_byte
+        self._keys: dict[tuple[str, bytes], BufferKey] = {}
+        self._topic_types = {settings.kafka.topic(dt): dt for dt in self._cfg.data_types}
 
     @property
     def ready(self) -> bool:
@@ -110,7 +113,7 @@ class Sink:
 
     def _forget(self, part: Partition) -> None:
         for buf in list(part.buffers()):
-            self._account(-buf.approx_bytes, -len(buf.rows))
+            self._account(-buf.approx_bytes, -len(buf.values))
         self.parts.pop(part.tp, None)
         with contextlib.suppress(KeyError):
             m.SINK_CONSUMER_LAG.remove(part.tp.topic, str(part.tp.partition))
@@ -151,37 +154,32 @@ class Sink:
             m.SINK_RECORDS_CONSUMED.labels(tp[0]).inc(len(msgs))
 
     def _ingest(self, part: Partition, msgs: Sequence[Message]) -> None:
-        """The hot path: decode, skip what is stored, append to the key's buffer."""
-        max_rows, max_bytes, factor = self._cfg.max_rows, self._cfg.max_bytes, self._size_factor
-        covered = part.state.covered
+        """The hot path: append raw message bytes to their key's buffer.
+
+        Nothing is parsed here (that happens in bulk at flush, off the GIL);
+        a message joins the buffer of its Kafka key, unless a stored file
+        already holds it (replay after a restart).
+        """
+        max_rows, max_bytes = self._cfg.max_rows, self._cfg.max_bytes
+        covered, bufs = part.state.covered, part.open
         added_bytes = added_rows = 0
         for msg in msgs:
-            try:
-                spec, rec = decode(msg.value)
-            except InvalidRecordError as exc:
-                self._dead.append((msg, exc))
+            if covered and self._replayed(part, msg):
                 continue
-            key = (rec["exchange"], rec["symbol"], spec.data_type, rec["timestamp"] // DAY_MS)
-            buf = part.open.get(key)  # type: ignore[call-overload]  # plain tuple == BufferKey
-            if covered and self._replayed(part, BufferKey(*key), msg.offset):
-                continue
-            if buf is None or buf.sealed is not None:
-                mk = message_key(rec["exchange"], rec["symbol"])
-                if msg.key != mk:
-                    self._dead.append((msg, _key_mismatch(msg.key, mk)))
+            buf = bufs.get(msg.key)  # type: ignore[arg-type]  # None keys open no buffer
+            if buf is None:
+                buf = self._open_buffer(part, msg)
+                if buf is None:
                     continue
-                buf = Buffer(BufferKey(*key), part.tp, msg.offset, rec["timestamp"], msg_key=mk)
-                part.open[buf.key] = buf
-            elif msg.key != buf.msg_key:
-                self._dead.append((msg, _key_mismatch(msg.key, buf.msg_key)))
-                continue
-            size = int(len(msg.value or b"") * factor)
-            buf.rows.append(rec)
+            value = msg.value or b""
+            buf.values.append(value)
+            buf.offsets.append(msg.offset)
             buf.last_offset = msg.offset
+            size = len(value) + _OVERHEAD_BYTES
             buf.approx_bytes += size
             added_bytes += size
             added_rows += 1
-            if len(buf.rows) >= max_rows:  # sealed now: the next record opens a new buffer
+            if len(buf.values) >= max_rows:  # sealed now: the next message opens a new buffer
                 part.seal(buf, "max_rows")
                 self._due_now = True
             elif buf.approx_bytes >= max_bytes:
@@ -189,9 +187,35 @@ class Sink:
                 self._due_now = True
         self._account(added_bytes, added_rows)
 
-    def _replayed(self, part: Partition, key: BufferKey, offset: int) -> bool:
-        """A record a stored file already holds: skip it (and keep files contiguous)."""
-        if not part.state.is_covered(key, offset):
+    def _open_buffer(self, part: Partition, msg: Message) -> Buffer | None:
+        key = self._buffer_key(part, msg.key)
+        if key is None or msg.value is None:
+            reason = InvalidReason.KEY_MISMATCH if key is None else InvalidReason.NOT_JSON
+            detail = f"key {msg.key!r} is not <exchange>:<symbol>" if key is None else "no value"
+            self._dead.append((msg, InvalidRecordError(reason, detail)))
+            return None
+        buf = Buffer(key, part.tp, msg.offset, msg.key or b"")
+        part.open[buf.msg_key] = buf
+        return buf
+
+    def _buffer_key(self, part: Partition, raw: bytes | None) -> BufferKey | None:
+        """``exchange:symbol`` -> BufferKey of the partition's data type (cached)."""
+        if raw is None:
+            return None
+        key = self._keys.get((part.tp.topic, raw))
+        if key is None:
+            text = raw.decode(errors="replace")
+            exchange, sep, symbol = text.partition(":")
+            dt = self._topic_types.get(part.tp.topic)
+            if not (sep and exchange and symbol) or dt is None:
+                return None
+            key = self._keys[(part.tp.topic, raw)] = BufferKey(exchange, symbol, dt)
+        return key
+
+    def _replayed(self, part: Partition, msg: Message) -> bool:
+        """A message a stored file already holds: skip it (and keep files contiguous)."""
+        key = self._buffer_key(part, msg.key)
+        if key is None or not part.state.is_covered(key, msg.offset):
             return False
         if not part.replaying:
             part.replaying = True
@@ -199,10 +223,10 @@ class Sink:
                 "replay_skipping_stored",
                 topic=part.tp.topic,
                 partition=part.tp.partition,
-                offset=offset,
+                offset=msg.offset,
                 key=key.state_key(),
             )
-        buf = part.open.get(key)
+        buf = part.open.get(msg.key or b"")
         if buf is not None:  # cut here: the open buffer's run of the key ends before this
             part.seal(buf, "replay")
             self._due_now = True
@@ -269,10 +293,13 @@ class Sink:
 
     def _release(self, buf: Buffer) -> None:
         part = self.parts.get(buf.tp)
-        if part is not None:
-            part.release(buf)
-            part.flushed_keys.add(buf.key)
-        self._account(-buf.approx_bytes, -len(buf.rows))
+        # A cycle that outlived a revoke: the partition (maybe claimed again
+        # since, as a new object) no longer holds this buffer; _forget counted it.
+        if part is None or buf not in part.sealed:
+            return
+        part.release(buf)
+        part.flushed_keys.add(buf.key)
+        self._account(-buf.approx_bytes, -len(buf.values))
 
     def _account(self, nbytes: int, rows: int) -> None:
         self.buffered_bytes += nbytes

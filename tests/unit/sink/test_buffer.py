@@ -9,13 +9,13 @@ from worker.sink.layout import BufferKey
 from worker.sink.state import PartitionState
 
 TP = TopicPartition("t", 0)
-A = BufferKey("x", "A/B", DataType.TRADES, 1)
-B = BufferKey("x", "C/D", DataType.TRADES, 1)
+A = BufferKey("x", "A/B", DataType.TRADES)
+B = BufferKey("x", "C/D", DataType.TRADES)
 
 
 def buf(key: BufferKey, first: int, rows: int = 1, nbytes: int = 10, age: float = 0) -> Buffer:
-    b = Buffer(key, TP, first, 0, opened_at=100.0 - age)
-    b.rows = [{}] * rows
+    b = Buffer(key, TP, first, f"x:{key.symbol}".encode(), opened_at=100.0 - age)
+    b.values = [b"{}"] * rows
     b.last_offset = first + rows - 1
     b.approx_bytes = nbytes
     return b
@@ -24,7 +24,7 @@ def buf(key: BufferKey, first: int, rows: int = 1, nbytes: int = 10, age: float 
 def part(*bufs: Buffer) -> Partition:
     p = Partition(TP, PartitionState(next_offset=0), position=50)
     for b in bufs:
-        p.open[b.key] = b
+        p.open[b.msg_key] = b
     return p
 
 
@@ -40,7 +40,7 @@ def test_due_takes_at_most_one_buffer_per_key() -> None:
     p = part(old, buf(B, 1))
     p.seal(old, "replay")
     newer = buf(A, 5, age=100)
-    p.open[A] = newer
+    p.open[newer.msg_key] = newer
     due = p.due(100.0, 10, 10**9, 60)
     assert due == [old]  # the second buffer of A waits for the next cycle
     assert newer.sealed is None  # not even sealed: it may still take rows

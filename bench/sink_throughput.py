@@ -1,0 +1,211 @@
+"""Sink throughput: a bare aiokafka consumer vs ``ticklake sink`` on the same topic.
+
+1. load N trades (default 2,000,000) for 500 symbols into a fresh 6-partition topic;
+2. (a) drain it with a bare AIOKafkaConsumer that does nothing else (the ceiling
+   for a Python consumer);
+3. (b) run ``ticklake sink`` (a subprocess, one process) until every partition's
+   state object says everything is stored in the S3 bucket;
+4. print rows/s for both, the ratio, files written and the sink's peak RSS.
+
+Needs KAFKA_BOOTSTRAP_SERVERS, S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY (``source .services/env``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from worker.config import StorageConfig
+from worker.records import DataType, encode, message_key
+from worker.storage.s3 import S3Store
+
+REPO = Path(__file__).resolve().parent.parent
+BASE_MS = 1_764_000_000_000
+
+
+def trade(i: int, symbols: int) -> tuple[bytes, bytes]:
+    sym = f"S{i % symbols:03d}/USDT"
+    rec = {
+        "exchange": "binance",
+        "symbol": sym,
+        "id": str(i),
+        "timestamp": BASE_MS + i,
+        "received_at": (BASE_MS + i) * 1000 + 250,
+        "side": "buy" if i % 2 else "sell",
+        "price": 100.0 + (i % 1000) / 100,
+        "amount": 0.001 * (1 + i % 50),
+        "cost": (100.0 + (i % 1000) / 100) * 0.001 * (1 + i % 50),
+        "taker_or_maker": "taker",
+        "collector_id": "bench",
+    }
+    return message_key("binance", sym), encode(DataType.TRADES, rec)
+
+
+async def load(
+    bootstrap: str, topic: str, n: int, symbols: int, compression: str
+) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 6, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        acks=1,
+        compression_type=None if compression == "none" else compression,
+    )
+    await producer.start()
+    ends: dict[int, int] = {}
+    started = time.perf_counter()
+    try:
+        for chunk in range(0, n, 20_000):
+            futs = [
+                await producer.send(topic, v, key=k)
+                for k, v in (trade(i, symbols) for i in range(chunk, min(n, chunk + 20_000)))
+            ]
+            for md in await asyncio.gather(*futs):
+                ends[md.partition] = max(ends.get(md.partition, 0), md.offset + 1)
+    finally:
+        await producer.stop()
+    print(f"loaded {n:,} trades for {symbols} symbols in {time.perf_counter() - started:.1f} s")
+    return ends
+
+
+async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
+    """Seconds for a consumer group member that only counts messages to drain the topic."""
+    started = time.perf_counter()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-bare-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    seen = 0
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
+            seen += sum(len(msgs) for msgs in batch.values())
+    finally:
+        await consumer.stop()
+    return time.perf_counter() - started
+
+
+def sink_config(workdir: Path, topic: str, bucket: str, group: str, args: Any) -> Path:
+    cfg = {
+        "log": {"level": args.log_level, "format": "json"},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "kafka": {
+            "bootstrap_servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+            "topics": {"trades": topic},
+        },
+        "storage": {"url": f"s3://{bucket}", "endpoint_url": os.environ["S3_ENDPOINT_URL"]},
+        "sink": {
+            "group_id": group,
+            "data_types": ["trades"],
+            "max_age_s": args.max_age_s,
+            "max_buffered_bytes": args.max_buffered_mib * 1024 * 1024,
+        },
+    }
+    path = workdir / "sink.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+async def stored(store: S3Store, group: str, topic: str, ends: dict[int, int]) -> bool:
+    for part, end in ends.items():
+        try:
+            state = orjson.loads((await store.get(f"_state/{group}/{topic}/{part}.json")).data)
+        except Exception:
+            return False
+        if (state.get("next_offset") or 0) < end:
+            return False
+    return True
+
+
+async def run_sink(topic: str, ends: dict[int, int], args: Any) -> tuple[float, int, int]:
+    """Seconds until everything is stored, files written, peak RSS (bytes)."""
+    bucket, group = f"bench-{uuid.uuid4().hex[:10]}", f"bench-sink-{uuid.uuid4().hex[:8]}"
+    store = S3Store(StorageConfig(url=f"s3://{bucket}", endpoint_url=os.environ["S3_ENDPOINT_URL"]))
+    await store.start()
+    await store.client.create_bucket(Bucket=bucket)
+    workdir = Path(tempfile.mkdtemp(prefix="ticklake-bench-"))
+    print(f"sink config and log: {workdir}")
+    config = sink_config(workdir, topic, bucket, group, args)
+    log = (workdir / "sink.log").open("wb")
+    started = time.perf_counter()
+    proc = subprocess.Popen(  # noqa: ASYNC220  # started once; we poll it, never wait on it
+        [str(REPO / ".venv/bin/ticklake"), "sink", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    peak, ps, next_check = 0, psutil.Process(proc.pid), 0.0
+    try:
+        while True:
+            peak = max(peak, ps.memory_info().rss)
+            if proc.poll() is not None:
+                raise RuntimeError(f"sink exited with {proc.returncode}; see {workdir}/sink.log")
+            if time.perf_counter() >= next_check:
+                next_check = time.perf_counter() + 0.5
+                if await stored(store, group, topic, ends):
+                    break
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        files = [k for k in await store.list() if k.endswith(".parquet")]
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        await store.close()
+    return elapsed, len(files), peak
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--records", type=int, default=2_000_000)
+    ap.add_argument("--symbols", type=int, default=500)
+    ap.add_argument("--compression", default="gzip", choices=["gzip", "none"])
+    ap.add_argument("--max-age-s", type=float, default=5.0)
+    ap.add_argument("--max-buffered-mib", type=int, default=512)
+    ap.add_argument("--log-level", default="warning")
+    args = ap.parse_args()
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    topic = f"bench-trades-{uuid.uuid4().hex[:8]}"
+    ends = await load(bootstrap, topic, args.records, args.symbols, args.compression)
+    n = sum(ends.values())
+    bare_s = await bare_consumer(bootstrap, topic, n)
+    sink_s, files, peak = await run_sink(topic, ends, args)
+    bare_rate, sink_rate = n / bare_s, n / sink_s
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} cpus, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+    print(f"(a) bare aiokafka consumer: {n:,} rows in {bare_s:.1f} s = {bare_rate:,.0f} rows/s")
+    print(
+        f"(b) ticklake sink (max_age_s={args.max_age_s}): {n:,} rows stored in {sink_s:.1f} s"
+        f" = {sink_rate:,.0f} rows/s"
+    )
+    print(f"ratio (b)/(a): {sink_rate / bare_rate:.2f}")
+    print(f"files written: {files:,}; sink peak RSS: {peak / 2**20:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

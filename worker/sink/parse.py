@@ -1,0 +1,165 @@
+"""Raw messages of one buffer to an Arrow table of the lake schema, in bulk.
+
+The hot path keeps message bytes as they came; here, in a worker thread,
+pyarrow's JSON reader parses the whole batch in C++ (no GIL) against the
+data type's message schema, and the contract checks run vectorised. Only a
+batch the bulk reader refuses (a string where a number belongs, a float
+time, a pretty-printed message) takes the slow path: ``records.decode``
+message by message, which names the reason of each bad one for the
+dead-letter topic. Both paths accept and refuse exactly the same messages.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from worker.records import (
+    LEVEL_TYPE,
+    SCHEMA_VERSION,
+    InvalidReason,
+    InvalidRecordError,
+    Kind,
+    Record,
+    Spec,
+    decode,
+)
+
+_KIND_TYPES = {
+    Kind.STR: pa.string(),
+    Kind.INT: pa.int64(),
+    Kind.NUM: pa.float64(),
+    Kind.LEVELS: pa.list_(pa.list_(pa.float64())),
+}
+_BLOCK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message of the batch that is not a record (it goes to the dead-letter topic)."""
+
+    index: int  # position in the buffer
+    error: InvalidRecordError
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    table: pa.Table  # lake schema, offset order, valid rows only
+    offsets: pa.Array  # int64, the Kafka offset of each row of ``table``
+    rejected: list[Rejected]
+
+
+def message_schema(spec: Spec) -> pa.Schema:
+    """The JSON message as the bulk reader sees it (envelope + contract fields)."""
+    fields = [("schema", pa.string()), ("v", pa.int64())]
+    fields += [(f.name, _KIND_TYPES[f.kind]) for f in spec.fields]
+    return pa.schema(fields)
+
+
+def parse_batch(
+    spec: Spec, values: list[bytes], offsets: array[int], key: tuple[str, str]
+) -> Parsed:
+    """Parse the messages of one buffer (all with Kafka key ``exchange:symbol`` = ``key``)."""
+    try:
+        table = _bulk(spec, values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, _BulkRefusedError):
+        return _one_by_one(spec, values, offsets, key)
+    bad = _invalid_rows(spec, table, key)
+    if bad:  # a few bad messages: let decode() say why, keep the rest
+        return _one_by_one(spec, values, offsets, key)
+    return Parsed(_to_lake(spec, table), pa.array(offsets, type=pa.int64()), [])
+
+
+class _BulkRefusedError(Exception):
+    """The bulk reader's view does not line up with the messages."""
+
+
+def _bulk(spec: Spec, values: list[bytes]) -> pa.Table:
+    if any(v is None for v in values):
+        raise _BulkRefusedError
+    data = b"\n".join(values)
+    table = pajson.read_json(
+        pa.BufferReader(data),
+        read_options=pajson.ReadOptions(use_threads=True, block_size=_BLOCK_BYTES),
+        parse_options=pajson.ParseOptions(
+            explicit_schema=message_schema(spec), unexpected_field_behavior="ignore"
+        ),
+    )
+    if table.num_rows != len(values):  # e.g. a message with a raw newline inside
+        raise _BulkRefusedError
+    return table
+
+
+def _invalid_rows(spec: Spec, table: pa.Table, key: tuple[str, str]) -> int:
+    col = table.column
+    checks = [
+        pc.not_equal(col("schema"), spec.schema_name),
+        pc.not_equal(col("v"), SCHEMA_VERSION),
+        pc.not_equal(col("exchange"), key[0]),
+        pc.not_equal(col("symbol"), key[1]),
+    ]
+    checks += [pc.is_null(col(f.name)) for f in spec.fields if f.required]
+    for f in spec.fields:
+        if f.kind is Kind.LEVELS:  # every level needs a price and an amount
+            lengths = pc.list_value_length(pc.list_flatten(col(f.name)))
+            if pc.any(pc.less(lengths, 2)).as_py():
+                return 1
+    mask = checks[0]
+    for c in checks[1:]:
+        mask = pc.or_(mask, c)
+    return int(pc.sum(pc.fill_null(mask, True).cast(pa.int64())).as_py() or 0)
+
+
+def _to_lake(spec: Spec, table: pa.Table) -> pa.Table:
+    columns = []
+    for field in spec.arrow_schema:
+        col = table.column(field.name)
+        if pa.types.is_timestamp(field.type):
+            col = col.cast(field.type)
+        elif field.type == LEVEL_TYPE:
+            col = _levels(col)
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=spec.arrow_schema)
+
+
+def _levels(col: pa.ChunkedArray) -> pa.Array:
+    """list<list<double>> ([[price, amount], ...]) to list<struct<price, amount>>."""
+    arr = col.combine_chunks()
+    inner = pc.list_flatten(arr)
+    price = pc.list_element(inner, 0)
+    amount = pc.list_element(inner, 1)
+    structs = pa.StructArray.from_arrays([price, amount], names=["price", "amount"])
+    return pa.ListArray.from_arrays(arr.offsets, structs, type=LEVEL_TYPE)
+
+
+def _one_by_one(
+    spec: Spec, values: list[bytes], offsets: array[int], key: tuple[str, str]
+) -> Parsed:
+    rows: list[Record] = []
+    kept: list[int] = []
+    rejected: list[Rejected] = []
+    for i, value in enumerate(values):
+        try:
+            got, rec = decode(value)
+        except InvalidRecordError as exc:
+            rejected.append(Rejected(i, exc))
+            continue
+        if got is not spec:
+            reason, detail = (
+                InvalidReason.UNKNOWN_SCHEMA,
+                f"{got.schema_name} on a {spec.schema_name} topic",
+            )
+            rejected.append(Rejected(i, InvalidRecordError(reason, detail)))
+            continue
+        if (rec["exchange"], rec["symbol"]) != key:
+            detail = f"key {key[0]}:{key[1]}, record {rec['exchange']}:{rec['symbol']}"
+            rejected.append(Rejected(i, InvalidRecordError(InvalidReason.KEY_MISMATCH, detail)))
+            continue
+        rows.append(rec)
+        kept.append(offsets[i])
+    table = pa.Table.from_pylist(rows, schema=spec.arrow_schema)
+    return Parsed(table, pa.array(kept, type=pa.int64()), rejected)
