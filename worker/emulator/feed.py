@@ -77,22 +77,29 @@ class Feed:
         period = 1.0 / rate_hz
         next_at = time.monotonic()
         while True:
+            intervals = self._kline_intervals()
             for state in self.symbols.values():
-                await self.tick(state)
+                await self.tick(state, intervals.get(state.market_id.lower(), set()))
             next_at += period
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             next_at = max(next_at, time.monotonic() - period)  # no catch-up bursts
 
-    async def tick(self, state: SymbolState) -> None:
+    def _kline_intervals(self) -> dict[str, set[str]]:
+        """Subscribed kline intervals per lower-case market id (one pass over the streams)."""
+        out: dict[str, set[str]] = {}
+        for name in self.hub.by_stream:
+            low, _, channel = name.partition("@")
+            if channel.startswith("kline_"):
+                out.setdefault(low, set()).add(channel.removeprefix("kline_"))
+        return out
+
+    async def tick(self, state: SymbolState, intervals: set[str]) -> None:
         ms = now_ms()
         await self.send_trade(state, state.trade_event(ms))
         low = state.market_id.lower()
         for name in (f"{low}@depth@100ms", f"{low}@depth"):
             if self.hub.subscribed(name):
                 await self.send_depth(state, name, state.depth_event(ms))
-        intervals = {
-            s.rsplit("_", 1)[1] for s in self.hub.by_stream if s.startswith(f"{low}@kline_")
-        }
         for frame in state.kline_events(intervals, ms):
             await self.send_kline(state, frame)
         for name, mini in ((f"{low}@ticker", False), (f"{low}@miniTicker", True)):

@@ -44,8 +44,11 @@ def test_trade_cursor_reads_each_trade_once() -> None:
     stream.drain("BTC/USDT", 5)
     stream.drain("BTC/USDT", 6)
     cache.extend([trade(3)])
+    stream.sweep()  # ccxt did not write ex.trades[...]: nothing to read
+    ex.trades["BTC/USDT"] = cache  # what ccxt does on every trade
     stream.sweep()
     assert [r["id"] for r in published(queue)] == ["1", "2", "3"]
+    assert stream.updated_symbols() == []
 
 
 def test_trade_cursor_survives_cache_eviction() -> None:

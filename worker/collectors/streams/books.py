@@ -11,7 +11,6 @@ resubscription) is not published.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from worker.collectors import normalise
@@ -33,12 +32,6 @@ class OrderBookStream(Stream):
 
     async def watch(self) -> Any:
         return await self.ex.watch_order_book_for_symbols(self.symbols)
-
-    def touched(self, result: Any) -> Iterable[str]:
-        # Every symbol: the check per symbol is one nonce comparison, and a book
-        # updated in the same tick as the returned one is published now, not at
-        # the next sweep.
-        return self.symbols
 
     def drain(self, symbol: str, received_at_us: int) -> None:
         book = self.ex.orderbooks.get(symbol) if self.ex.orderbooks else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from worker.collectors import normalise
@@ -14,6 +13,7 @@ from worker.records import DataType
 class OhlcvStream(Stream):
     """``watch_ohlcv_for_symbols`` over every (symbol, timeframe) pair."""
 
+    state_attr = "ohlcvs"
     data_type = DataType.OHLCV
 
     def __init__(self, *args: Any, timeframes: list[str], **kwargs: Any) -> None:
@@ -28,11 +28,8 @@ class OhlcvStream(Stream):
         pairs = [[s, tf] for s in self.symbols for tf in self.timeframes]
         return await self.ex.watch_ohlcv_for_symbols(pairs)
 
-    def touched(self, result: Any) -> Iterable[str]:
-        self.received()
-        return [s for s in (result or {}) if s in self.symbols]
-
     def drain(self, symbol: str, received_at_us: int) -> None:
+        self.received()
         series = (self.ex.ohlcvs or {}).get(symbol) or {}
         for tf in self.timeframes:
             candles = series.get(tf)

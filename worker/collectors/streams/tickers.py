@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from worker.collectors import normalise
@@ -13,6 +12,7 @@ from worker.records import DataType
 class TickerStream(Stream):
     """``watch_tickers`` over the symbols; a repeated timestamp is a duplicate."""
 
+    state_attr = "tickers"
     data_type = DataType.TICKER
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -22,9 +22,6 @@ class TickerStream(Stream):
 
     async def watch(self) -> Any:
         return await self.ex.watch_tickers(self.symbols)
-
-    def touched(self, result: Any) -> Iterable[str]:
-        return self.symbols  # cheap identity checks; see OrderBookStream.touched
 
     def drain(self, symbol: str, received_at_us: int) -> None:
         ticker = (self.ex.tickers or {}).get(symbol)

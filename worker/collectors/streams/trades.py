@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
 from typing import Any
 
 from worker import metrics
@@ -41,6 +40,7 @@ class TradesStream(Stream):
     bounded per-symbol id window and counted as duplicates.
     """
 
+    state_attr = "trades"
     data_type = DataType.TRADES
 
     def __init__(self, *args: Any, dedupe_ids: int = 10_000, **kwargs: Any) -> None:
@@ -50,13 +50,6 @@ class TradesStream(Stream):
 
     async def watch(self) -> Any:
         return await self.ex.watch_trades_for_symbols(self.symbols)
-
-    def touched(self, result: Any) -> Iterable[str]:
-        if result:
-            symbol = result[0].get("symbol")
-            if symbol in self._recent:
-                return (symbol,)
-        return ()
 
     def drain(self, symbol: str, received_at_us: int) -> None:
         new = self._new_trades(symbol)
