@@ -58,6 +58,9 @@ class KafkaConfig(_Model):
     compression: Literal["gzip", "snappy", "lz4", "zstd", "none"] = "gzip"
     linger_ms: int = Field(default=20, ge=0)
     request_timeout_ms: int = Field(default=30_000, gt=0)
+    # Per-partition producer batch. Large batches need few event-loop turns, which
+    # matters when a busy websocket leaves the producer little time (bench/).
+    max_batch_bytes: int = Field(default=512 * 1024, gt=0, le=1024 * 1024)
 
     def topic(self, data_type: DataType) -> str:
         return self.topics.get(data_type, f"{self.topic_prefix}.{data_type.value}")

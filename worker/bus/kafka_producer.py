@@ -66,6 +66,7 @@ def producer_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
         "enable_idempotence": True,
         "compression_type": codec,
         "linger_ms": cfg.linger_ms,
+        "max_batch_size": cfg.max_batch_bytes,
         "request_timeout_ms": cfg.request_timeout_ms,
         "security_protocol": cfg.security_protocol,
     }

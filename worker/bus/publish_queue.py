@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -113,9 +113,12 @@ class PublishQueue:
 def record_published(items: Iterable[Outgoing]) -> None:
     """Count acknowledged records (one place for every publisher)."""
     now = time.monotonic()
+    counts: Counter[tuple[str, DataType]] = Counter()
     for item in items:
-        metrics.COLLECTOR_PUBLISHED.labels(item.exchange, item.data_type.value).inc()
+        counts[(item.exchange, item.data_type)] += 1
         metrics.COLLECTOR_PUBLISH_LATENCY.observe(now - item.received_at_s)
+    for (exchange, data_type), n in counts.items():
+        metrics.COLLECTOR_PUBLISHED.labels(exchange, data_type.value).inc(n)
 
 
 async def forward(

@@ -79,6 +79,7 @@ class Stream(ABC):
         self.sweep_interval_s = sweep_interval_s
         self._watch: asyncio.Future[Any] | None = None
         self._known = set(symbols)
+        self._messages = metrics.COLLECTOR_MESSAGES.labels(exchange_id, self.data_type.value)
         self._tracking: TrackingDict | None = None
         self.updated_symbols()  # install the tracking dict before the first frame
         self._last_sweep = time.monotonic()
@@ -148,7 +149,7 @@ class Stream(ABC):
         """Publish whatever is new for ``symbol`` in ccxt's state."""
 
     def received(self, n: int = 1) -> None:
-        metrics.COLLECTOR_MESSAGES.labels(self.exchange_id, self.data_type.value).inc(n)
+        self._messages.inc(n)
 
     def publish(self, record: Record) -> None:
         self.published += 1
