@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 import psutil
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from worker.config import StorageConfig
@@ -87,9 +87,21 @@ async def load(
     return ends
 
 
-async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
-    """Seconds for a consumer group member that only counts messages to drain the topic."""
-    started = time.perf_counter()
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches metadata
+        parts = consumer.partitions_for_topic(topic) or range(6)
+        tps = [TopicPartition(topic, p) for p in parts]
+        return {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+async def bare_consumer(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
+    """Wall and CPU seconds for a group member that only counts messages to drain the topic."""
+    started, cpu0 = time.perf_counter(), time.process_time()
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -107,7 +119,7 @@ async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
             seen += sum(len(msgs) for msgs in batch.values())
     finally:
         await consumer.stop()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu0
 
 
 def sink_config(workdir: Path, topic: str, bucket: str, group: str, args: Any) -> Path:
@@ -123,6 +135,7 @@ def sink_config(workdir: Path, topic: str, bucket: str, group: str, args: Any) -
             "group_id": group,
             "data_types": ["trades"],
             "max_age_s": args.max_age_s,
+            "encode_processes": args.encode_processes,
             "max_buffered_bytes": args.max_buffered_mib * 1024 * 1024,
         },
     }
@@ -142,8 +155,8 @@ async def stored(store: S3Store, group: str, topic: str, ends: dict[int, int]) -
     return True
 
 
-async def run_sink(topic: str, ends: dict[int, int], args: Any) -> tuple[float, int, int]:
-    """Seconds until everything is stored, files written, peak RSS (bytes)."""
+async def run_sink(topic: str, ends: dict[int, int], args: Any) -> tuple[float, int, int, float]:
+    """Seconds until everything is stored, files written, peak RSS (bytes), CPU seconds."""
     bucket, group = f"bench-{uuid.uuid4().hex[:10]}", f"bench-sink-{uuid.uuid4().hex[:8]}"
     store = S3Store(StorageConfig(url=f"s3://{bucket}", endpoint_url=os.environ["S3_ENDPOINT_URL"]))
     await store.start()
@@ -161,7 +174,9 @@ async def run_sink(topic: str, ends: dict[int, int], args: Any) -> tuple[float, 
     peak, ps, next_check = 0, psutil.Process(proc.pid), 0.0
     try:
         while True:
-            peak = max(peak, ps.memory_info().rss)
+            # The sink and its encoder processes together.
+            procs = [ps, *ps.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs))
             if proc.poll() is not None:
                 raise RuntimeError(f"sink exited with {proc.returncode}; see {workdir}/sink.log")
             if time.perf_counter() >= next_check:
@@ -170,12 +185,23 @@ async def run_sink(topic: str, ends: dict[int, int], args: Any) -> tuple[float, 
                     break
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
+        cpu = _cpu_seconds(ps)
         files = [k for k in await store.list() if k.endswith(".parquet")]
     finally:
         proc.terminate()
         proc.wait(60)
         await store.close()
-    return elapsed, len(files), peak
+    return elapsed, len(files), peak, cpu
+
+
+def _cpu_seconds(ps: psutil.Process) -> float:
+    """CPU seconds of the sink and its encoder processes."""
+    parts = []
+    for p in [ps, *ps.children(recursive=True)]:
+        t = p.cpu_times()
+        parts.append(t.user + t.system)
+    print("CPU seconds by process (sink first): " + ", ".join(f"{c:.1f}" for c in parts))
+    return sum(parts)
 
 
 async def main() -> None:
@@ -186,13 +212,19 @@ async def main() -> None:
     ap.add_argument("--max-age-s", type=float, default=5.0)
     ap.add_argument("--max-buffered-mib", type=int, default=512)
     ap.add_argument("--log-level", default="warning")
+    ap.add_argument("--topic", help="reuse this already loaded topic")
+    ap.add_argument("--encode-processes", type=int, default=2)
     args = ap.parse_args()
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    topic = f"bench-trades-{uuid.uuid4().hex[:8]}"
-    ends = await load(bootstrap, topic, args.records, args.symbols, args.compression)
+    if args.topic:  # reuse a topic loaded by an earlier run
+        topic, ends = args.topic, await end_offsets(bootstrap, args.topic)
+    else:
+        topic = f"bench-trades-{uuid.uuid4().hex[:8]}"
+        ends = await load(bootstrap, topic, args.records, args.symbols, args.compression)
+        print(f"topic: {topic} (pass --topic {topic} to reuse it)")
     n = sum(ends.values())
-    bare_s = await bare_consumer(bootstrap, topic, n)
-    sink_s, files, peak = await run_sink(topic, ends, args)
+    bare_s, bare_cpu = await bare_consumer(bootstrap, topic, n)
+    sink_s, files, peak, sink_cpu = await run_sink(topic, ends, args)
     bare_rate, sink_rate = n / bare_s, n / sink_s
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cpus, "
@@ -204,6 +236,11 @@ async def main() -> None:
         f" = {sink_rate:,.0f} rows/s"
     )
     print(f"ratio (b)/(a): {sink_rate / bare_rate:.2f}")
+    print(
+        f"CPU seconds: bare consumer {bare_cpu:.1f}, sink (all its processes) {sink_cpu:.1f}"
+        f" = {sink_cpu / n * 1e6:.1f} us per row"
+    )
+    print(f"load average during the run: {os.getloadavg()[0]:.1f}")
     print(f"files written: {files:,}; sink peak RSS: {peak / 2**20:,.0f} MiB")
 
 

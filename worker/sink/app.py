@@ -74,6 +74,7 @@ async def serve(
     finally:
         with contextlib.suppress(Exception):
             await source.stop()
+        sink.close()
         await server.stop()
         for sig in signals:
             asyncio.get_running_loop().remove_signal_handler(sig)

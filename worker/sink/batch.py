@@ -49,12 +49,24 @@ class EncodedBuffer:
     dead_letters_sent: bool = False
 
 
+def warm() -> None:
+    """Submitted once per encoder process at start: imports this module (pyarrow) early."""
+
+
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def encode_buffer(buf: Buffer, cfg: SinkConfig, lineage: dict[str, Any]) -> EncodedBuffer:
     """Parse ``buf``, one file per UTC day of event time (a file never spans two days)."""
+    files, rejected = encode_files(buf, cfg, lineage)
+    return EncodedBuffer(buf, files, rejected)
+
+
+def encode_files(
+    buf: Buffer, cfg: SinkConfig, lineage: dict[str, Any]
+) -> tuple[list[EncodedFile], list[Rejected]]:
+    """The work of :func:`encode_buffer`, with picklable results (runs in a worker process)."""
     spec = SPECS[buf.key.data_type]
     parsed = parse_batch(spec, buf.values, buf.offsets, (buf.key.exchange, buf.key.symbol))
     table = truncate_books(spec, parsed.table, cfg.orderbook_depth)
@@ -68,7 +80,7 @@ def encode_buffer(buf: Buffer, cfg: SinkConfig, lineage: dict[str, Any]) -> Enco
         files.append(
             _encode_file(buf, cfg, part, offsets, day=day_of(day * DAY_MS), lineage=lineage)
         )
-    return EncodedBuffer(buf, files, parsed.rejected)
+    return files, parsed.rejected
 
 
 def _encode_file(

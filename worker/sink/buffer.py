@@ -37,6 +37,7 @@ class Buffer:
     last_offset: int = -1
     approx_bytes: int = 0
     sealed: Trigger | None = None  # set: takes no more messages, flushes next cycle
+    in_flight: bool = False  # taken by a flush cycle that has not finished
 
     def trigger(
         self, now: float, max_rows: int, max_bytes: int, max_age_s: float
@@ -65,6 +66,7 @@ class Partition:
     fenced: bool = False  # a newer owner wrote our state: stop writing
     flushed_keys: set[BufferKey] = field(default_factory=set)  # since assignment
     replaying: bool = False  # skipped a stored record since assignment (logged once)
+    fresh: bool = False  # no state object existed when claimed: no files either
 
     def buffers(self) -> Iterator[Buffer]:
         yield from self.sealed
@@ -101,12 +103,14 @@ class Partition:
         """Buffers to flush now: at most ONE per key (see the flush invariant)."""
         picked: dict[BufferKey, Buffer] = {}
         for buf in list(self.buffers()):
-            if buf.key in picked:
+            if buf.in_flight or buf.key in picked:
                 continue
             trigger = buf.trigger(now, max_rows, max_bytes, max_age_s)
             if trigger is not None:
                 self.seal(buf, trigger)
                 picked[buf.key] = buf
+        for buf in picked.values():
+            buf.in_flight = True
         return list(picked.values())
 
     def all_for_flush(self, trigger: Trigger) -> list[Buffer]:
@@ -116,4 +120,6 @@ class Partition:
         picked: dict[BufferKey, Buffer] = {}
         for buf in self.sealed:
             picked.setdefault(buf.key, buf)
+        for buf in picked.values():
+            buf.in_flight = True
         return list(picked.values())

@@ -40,6 +40,7 @@ async def claim_partition(
     key = state_path(settings.sink.group_id, tp.topic, tp.partition)
     for _ in range(_CLAIM_ATTEMPTS):
         state, etag = await _persist(lambda: _load(store, key), "load")
+        loaded_etag = etag
         committed = await source.committed(tp)
         starts = [o for o in (state.next_offset, committed) if o is not None]
         state.advance(max(starts) if starts else await source.beginning(tp))
@@ -55,7 +56,8 @@ async def claim_partition(
         except PreconditionFailedError:
             log.warning("claim_raced", topic=tp.topic, partition=tp.partition)
             continue
-        part = Partition(tp, state, etag=etag, position=state.next_offset)
+        fresh = loaded_etag is None
+        part = Partition(tp, state, etag=etag, position=state.next_offset, fresh=fresh)
         # Always seek: records fetched before the claim finished were dropped.
         source.seek(tp, state.next_offset or 0)
         log.info(

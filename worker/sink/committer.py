@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import multiprocessing
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from worker import metrics as m
@@ -19,12 +21,27 @@ from worker.bus.memory import MemoryMessage as DeadMessage
 from worker.bus.source import CommitError, Source, TopicPartition
 from worker.config import Settings
 from worker.logging import get_logger
-from worker.sink.batch import EncodedBuffer, EncodedFile, encode_buffer
+from worker.sink.batch import EncodedBuffer, EncodedFile, encode_files, warm
 from worker.sink.buffer import Buffer, Partition
 from worker.sink.layout import Destination, state_path
 from worker.storage import PreconditionFailedError, Store
 
 log = get_logger("sink.committer")
+
+
+def _encoder_pool(processes: int) -> Executor:
+    """Where batches are parsed and encoded.
+
+    Worker processes by default: the consumer loop holds the GIL nearly all
+    the time, and pyarrow calls from a thread queue for it after every call.
+    0: threads of this process (tests, the in-process ``ticklake run``).
+    """
+    if processes == 0:
+        return ThreadPoolExecutor(2, "encode")
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    for _ in range(processes):
+        pool.submit(warm)
+    return pool
 
 
 def is_retriable(exc: BaseException) -> bool:
@@ -53,16 +70,24 @@ class Committer:
         self._on_stall, self._on_release = on_stall, on_release
         self._lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(self._cfg.flush_concurrency)
+        self._pool = _encoder_pool(self._cfg.encode_processes)
         self._lineage = {"consumer_group": self._cfg.group_id, "writer": writer}
 
-    @property
-    def busy(self) -> bool:
-        return self._lock.locked()
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def flush(self, parts: Mapping[TopicPartition, Partition], batch: list[Buffer]) -> None:
         """Run one cycle for ``batch``; on a retriable failure pause and retry until it succeeds."""
         async with self._lock:
+            started = time.monotonic()
             encoded = await self._encode(batch)
+            if batch:
+                log.debug(
+                    "encoded",
+                    buffers=len(batch),
+                    s=round(time.monotonic() - started, 3),
+                    rows=sum(len(b.values) for b in batch),
+                )
             attempt = 0
             while True:
                 try:
@@ -87,9 +112,14 @@ class Committer:
                 log.info("flush_recovered", attempts=attempt + 1)
 
     async def _encode(self, batch: list[Buffer]) -> list[EncodedBuffer]:
+        loop = asyncio.get_running_loop()
+
         async def one(buf: Buffer) -> EncodedBuffer:
             async with self._sem:
-                return await asyncio.to_thread(encode_buffer, buf, self._cfg, self._lineage)
+                files, rejected = await loop.run_in_executor(
+                    self._pool, encode_files, buf, self._cfg, self._lineage
+                )
+            return EncodedBuffer(buf, files, rejected)
 
         return list(await asyncio.gather(*(one(b) for b in batch)))
 
@@ -172,7 +202,10 @@ class Committer:
     async def _put_file(self, f: EncodedFile, part: Partition, buf: Buffer) -> None:
         await self._store.put(f.paths.data, f.parquet)
         await self._store.put(f.paths.sidecar, f.sidecar)
-        if buf.key not in part.flushed_keys:
+        # A replay may score differently and flip lake/quarantine: clear the other
+        # side once per key and assignment. A partition that had no state object
+        # when claimed has no files at all (the claim writes it before any file).
+        if not part.fresh and buf.key not in part.flushed_keys:
             await self._store.delete(f.other.data)
             await self._store.delete(f.other.sidecar)
 
@@ -190,7 +223,7 @@ class Committer:
                     buf.msg_key,
                     buf.values[r.index],
                 )
-                await self._dead.send(msg, r.error.reason, r.error.detail)
+                await self._dead.send(msg, r.reason, r.detail)
             e.dead_letters_sent = True
 
     async def _put_state(self, part: Partition, state: Any) -> None:

@@ -43,7 +43,8 @@ class Rejected:
     """A message of the batch that is not a record (it goes to the dead-letter topic)."""
 
     index: int  # position in the buffer
-    error: InvalidRecordError
+    reason: InvalidReason
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,18 +147,18 @@ def _one_by_one(
         try:
             got, rec = decode(value)
         except InvalidRecordError as exc:
-            rejected.append(Rejected(i, exc))
+            rejected.append(Rejected(i, exc.reason, exc.detail))
             continue
         if got is not spec:
             reason, detail = (
                 InvalidReason.UNKNOWN_SCHEMA,
                 f"{got.schema_name} on a {spec.schema_name} topic",
             )
-            rejected.append(Rejected(i, InvalidRecordError(reason, detail)))
+            rejected.append(Rejected(i, reason, detail))
             continue
         if (rec["exchange"], rec["symbol"]) != key:
             detail = f"key {key[0]}:{key[1]}, record {rec['exchange']}:{rec['symbol']}"
-            rejected.append(Rejected(i, InvalidRecordError(InvalidReason.KEY_MISMATCH, detail)))
+            rejected.append(Rejected(i, InvalidReason.KEY_MISMATCH, detail))
             continue
         rows.append(rec)
         kept.append(offsets[i])

@@ -63,11 +63,14 @@ def check_batch(
     """Check a batch (rows in offset order); return it without exact duplicates, and the report."""
     w = {**DEFAULT_WEIGHTS, **(weights or {})}
     rows_in = table.num_rows
-    table, removed = remove_exact_duplicates(spec, table)
+    removed = duplicates = 0
+    if len(_repeats(table, list(spec.identity))):  # exact duplicates repeat the identity too
+        table, removed = remove_exact_duplicates(spec, table)
+        duplicates = identity_duplicates(spec, table)
     ts = table.column("timestamp").cast(pa.int64())
     checks = {
         "completeness": completeness(spec, table),
-        "duplicates": identity_duplicates(spec, table),
+        "duplicates": duplicates,
         "validity": validity(spec, table),
         "ordering": _count(pc.less(pc.pairwise_diff(ts.combine_chunks()), 0)),
         "clock_skew": _count(pc.greater(ts, int(now_ms + max_future_skew_s * 1000))),
@@ -103,13 +106,16 @@ def completeness(spec: Spec, table: pa.Table) -> int:
 def _repeats(table: pa.Table, keys: list[str]) -> pa.Array:
     """Indices of rows repeating an earlier row on ``keys`` (first occurrence kept)."""
     n = table.num_rows
-    index = pa.array(range(n), type=pa.int64())
+    none = pa.array([], type=pa.int64())
     if n < 2:
-        return pa.array([], type=pa.int64())
+        return none
+    if len(keys) == 1 and pc.count_distinct(table.column(keys[0]), mode="all").as_py() == n:
+        return none  # the common case, without building groups
+    index = pa.array(range(n), type=pa.int64())
     indexed = table.select(keys).append_column("__i", index)
     firsts = indexed.group_by(keys, use_threads=False).aggregate([("__i", "min")])
     if firsts.num_rows == n:
-        return pa.array([], type=pa.int64())
+        return none
     return index.filter(pc.invert(pc.is_in(index, value_set=firsts.column("__i_min"))))
 
 

@@ -28,6 +28,8 @@ from worker.storage import Store
 log = get_logger("sink")
 _SCAN_INTERVAL_S = 0.25
 _GAUGE_INTERVAL_S = 1.0
+# One cycle storing while the next one encodes (see Committer.flush for the order).
+_MAX_CYCLES_IN_FLIGHT = 2
 # Per buffered message beyond its bytes: the bytes object, list slot, offset.
 _OVERHEAD_BYTES = 56
 
@@ -60,7 +62,7 @@ class Sink:
         self.buffered_bytes = 0
         self.buffered_rows = 0
         self._dead: list[tuple[Message, InvalidRecordError]] = []
-        self._flush_task: asyncio.Task[None] | None = None
+        self._flush_tasks: list[asyncio.Task[None]] = []
         self._pause_reasons: set[str] = set()
         self._due_now = False
         self._next_scan = 0.0
@@ -76,6 +78,10 @@ class Sink:
     @property
     def topics(self) -> list[str]:
         return [self._settings.kafka.topic(dt) for dt in self._cfg.data_types]
+
+    def close(self) -> None:
+        """Release the encoder threads (after :meth:`shutdown`, or after a failure)."""
+        self._committer.close()
 
     # --- rebalance listener -------------------------------------------
     async def on_assigned(self, partitions: set[TopicPartition]) -> None:
@@ -247,15 +253,19 @@ class Sink:
         if now >= self._next_gauges:
             self._next_gauges = now + _GAUGE_INTERVAL_S
             self._gauges()
-        if self._flush_task is not None or (not self._due_now and now < self._next_scan):
+        busy = len(self._flush_tasks) >= _MAX_CYCLES_IN_FLIGHT
+        if busy or (not self._due_now and now < self._next_scan):
             return
         self._next_scan = now + _SCAN_INTERVAL_S
         self._due_now = False
         batch = self._due(now)
-        dirty = any(p.low_watermark() != p.state.next_offset for p in self.parts.values())
+        # Nothing to store but C moved (skipped or dead-lettered messages): state only.
+        dirty = not self._flush_tasks and any(
+            p.low_watermark() != p.state.next_offset for p in self.parts.values()
+        )
         if batch or dirty:
             live = {tp: p for tp, p in self.parts.items() if not p.fenced}
-            self._flush_task = asyncio.create_task(self._committer.flush(live, batch))
+            self._flush_tasks.append(asyncio.create_task(self._committer.flush(live, batch)))
 
     def _due(self, now: float) -> list[Buffer]:
         cfg = self._cfg
@@ -315,18 +325,13 @@ class Sink:
                 m.SINK_CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(high - part.position)
 
     def _check_flush_task(self) -> None:
-        task = self._flush_task
-        if task is not None and task.done():
-            self._flush_task = None
+        for task in [t for t in self._flush_tasks if t.done()]:
+            self._flush_tasks.remove(task)
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]  # non-retriable: stop the sink
 
     async def _wait_flush_task(self) -> None:
-        if self._flush_task is not None:
+        for task in list(self._flush_tasks):
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._flush_task)
-            self._check_flush_task()
-
-
-def _key_mismatch(got: bytes | None, want: bytes) -> InvalidRecordError:
-    return InvalidRecordError(InvalidReason.KEY_MISMATCH, f"key {got!r}, record says {want!r}")
+                await asyncio.shield(task)
+        self._check_flush_task()

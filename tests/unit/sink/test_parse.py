@@ -46,7 +46,7 @@ def test_bad_messages_are_named_and_the_rest_kept() -> None:
     parsed = parse(DataType.TRADES, values)
     assert rows_of([parsed.table]) == [good[0], good[1], good[3]]
     assert parsed.offsets.to_pylist() == [100, 103, 108]
-    reasons = [(r.index, r.error.reason.value) for r in parsed.rejected]
+    reasons = [(r.index, r.reason.value) for r in parsed.rejected]
     assert reasons == [
         (1, "not_json"),
         (2, "wrong_type"),
@@ -64,7 +64,7 @@ def test_missing_optional_fields_are_null_and_missing_required_refused() -> None
     parsed = parse(DataType.TRADES, [orjson.dumps(body), orjson.dumps(no_id)])
     assert parsed.table.num_rows == 1
     assert parsed.table.column("side").to_pylist() == [None]
-    assert [r.error.reason.value for r in parsed.rejected] == ["missing_field"]
+    assert [r.reason.value for r in parsed.rejected] == ["missing_field"]
 
 
 def test_pretty_printed_message_still_parses() -> None:
