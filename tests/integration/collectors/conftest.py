@@ -58,6 +58,12 @@ class Harness:
         settings = self.settings(streams, **collector)
         self.task = asyncio.create_task(run_collect(settings, self.stop_event))
 
+    async def streaming(self, kind: str = "trade", timeout_s: float = 30) -> None:
+        """Until the collector subscribed to a ``kind`` stream (start-up may be slow)."""
+        async with asyncio.timeout(timeout_s):
+            while not any(kind in s.split("@", 1)[-1] for s in self.emulator.hub.by_stream):
+                await asyncio.sleep(0.05)
+
     async def stop(self) -> int:
         assert self.task is not None
         assert self.stop_event is not None

@@ -21,6 +21,7 @@ async def test_sixty_second_broker_outage_loses_nothing(harness: Harness) -> Non
     if not local_services_running():
         pytest.skip("needs the Kafka started by scripts/services (stop-kafka/start-kafka)")
     await harness.start({"trades": True}, queue_max_records=100_000)
+    await harness.streaming("trade")
     await asyncio.sleep(2)
     await arun_services("stop-kafka")
     down_at = time.monotonic()

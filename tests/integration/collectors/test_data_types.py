@@ -16,6 +16,7 @@ def trade_key(r: dict) -> tuple:
 
 async def test_trades_arrive_exactly_as_sent(harness: Harness) -> None:
     await harness.start({"trades": True})
+    await harness.streaming("trade")
     await asyncio.sleep(3)
     await harness.settle()
     assert await harness.stop() == 0
@@ -34,6 +35,7 @@ async def test_trades_arrive_exactly_as_sent(harness: Harness) -> None:
 
 async def test_orderbook_snapshots_match_the_emulator_book(harness: Harness) -> None:
     await harness.start({"trades": False, "orderbook": {"depth": 5}})
+    await harness.streaming("depth")
     await asyncio.sleep(3)
     await harness.settle()
     await harness.stop()
@@ -56,6 +58,7 @@ async def test_orderbook_snapshots_match_the_emulator_book(harness: Harness) -> 
 
 async def test_only_closed_candles_each_once(harness: Harness) -> None:
     await harness.start({"trades": False, "ohlcv": {"timeframes": ["1s"]}})
+    await harness.streaming("kline")
     await asyncio.sleep(4.5)
     await harness.settle()
     await harness.stop()
@@ -74,6 +77,7 @@ async def test_only_closed_candles_each_once(harness: Harness) -> None:
 
 async def test_tickers_arrive_with_bid_and_ask(harness: Harness) -> None:
     await harness.start({"trades": False, "ticker": True})
+    await harness.streaming("ticker")
     await asyncio.sleep(2)
     await harness.settle()
     await harness.stop()

@@ -21,7 +21,8 @@ async def _trades_match(harness: Harness) -> list[dict]:
 async def test_reconnects_after_server_side_close(harness: Harness) -> None:
     before = metric("ticklake_collector_reconnects_total", **TRADES, reason="network")
     await harness.start({"trades": True})
-    await asyncio.sleep(1.5)
+    await harness.streaming("trade")
+    await asyncio.sleep(1.0)
     hit = await harness.emulator.apply_fault({"kind": "disconnect", "stream": "trade"})
     assert hit["connections"] == 1
     await asyncio.sleep(2)
@@ -38,7 +39,8 @@ async def test_reconnects_after_server_side_close(harness: Harness) -> None:
 async def test_watchdog_redials_a_silent_stream(harness: Harness) -> None:
     before = metric("ticklake_collector_stale_resets_total", **TRADES)
     await harness.start({"trades": True}, stale_after_s=1.0)
-    await asyncio.sleep(1.5)
+    await harness.streaming("trade")
+    await asyncio.sleep(1.0)
     await harness.emulator.apply_fault({"kind": "stall", "stream": "trade", "seconds": 30})
     await asyncio.sleep(3)
     sent_before = len(harness.sent("trades"))
@@ -54,7 +56,8 @@ async def test_watchdog_redials_a_silent_stream(harness: Harness) -> None:
 async def test_sequence_gap_triggers_a_book_resync(harness: Harness) -> None:
     before = metric("ticklake_collector_book_resyncs_total", exchange="binance")
     await harness.start({"trades": False, "orderbook": {"depth": 5}})
-    await asyncio.sleep(1.5)
+    await harness.streaming("depth")
+    await asyncio.sleep(1.0)
     snapshots = harness.emulator.hub.stats["depth_snapshots"]
     await harness.emulator.apply_fault({"kind": "gap", "symbol": harness.emulator.symbols[0]})
     await asyncio.sleep(2.5)
@@ -81,7 +84,8 @@ async def test_malformed_and_duplicate_frames_are_counted_not_fatal(harness: Har
     )
     reconnects = metric("ticklake_collector_reconnects_total", **TRADES, reason="stale")
     await harness.start({"trades": True}, stale_after_s=2.0)
-    await asyncio.sleep(1.0)
+    await harness.streaming("trade")
+    await asyncio.sleep(0.5)
     await harness.emulator.apply_fault({"kind": "duplicate", "stream": "trade", "count": 3})
     await harness.emulator.apply_fault({"kind": "malformed", "stream": "trade", "count": 2})
     await asyncio.sleep(2.5)
