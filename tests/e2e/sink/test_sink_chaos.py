@@ -61,7 +61,7 @@ async def test_s3_outage_of_20_seconds(lake: Lake) -> None:
     producer = Producer(lake.kafka, lake.topic)
     produce = asyncio.create_task(producer.run(total=5000, per_second=200))
     proc = lake.start_sink("sink")
-    await asyncio.sleep(3)
+    await lake.wait_log("sink", '"event": "flush"', timeout_s=30)  # mid-stream
     subprocess.run([str(SERVICES_SCRIPT), "stop-s3"], check=True, capture_output=True)
     try:
         await asyncio.sleep(20)
