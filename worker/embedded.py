@@ -41,7 +41,7 @@ async def run_embedded(settings: Settings, duration_s: float | None) -> int:
     sink_stop = asyncio.Event()
     dead = MemoryDeadLetters(bus, settings.kafka.dlq_topic)
     sink = asyncio.create_task(
-        serve(settings, source=source, store=store, dead_letters=dead, stop=sink_stop)  # type: ignore[arg-type]  # MemoryDeadLetters is the in-process DeadLetters
+        serve(settings, source=source, store=store, dead_letters=dead, stop=sink_stop)
     )
     try:
         await _until_joined(source, sink)

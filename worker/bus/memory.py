@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from worker.bus.source import Batch, RebalanceListener, TopicPartition
+from worker.bus.source import Batch, Message, RebalanceListener, TopicPartition
 from worker.records import InvalidReason
 
 Headers = list[tuple[str, bytes]]
@@ -168,7 +168,7 @@ class MemoryDeadLetters:
     def __init__(self, bus: MemoryBus, topic: str) -> None:
         self._bus, self.topic = bus, topic
 
-    async def send(self, msg: MemoryMessage, reason: InvalidReason, detail: str) -> None:
+    async def send(self, msg: Message, reason: InvalidReason, detail: str) -> None:
         from worker.bus.dead_letter import dead_letter_headers
         from worker.metrics import SINK_DEAD_LETTERS
 
