@@ -114,7 +114,12 @@ def message(dt: DataType, rec: dict[str, Any]) -> tuple[bytes, bytes]:
 
 def settings(url: str, group: str = "g", **sink: Any) -> Settings:
     """Settings for a test sink (small, fast flushes)."""
-    base: dict[str, Any] = {"max_age_s": 0.5, "shutdown_deadline_s": 20, "revoke_deadline_s": 10}
+    base: dict[str, Any] = {
+        "max_age_s": 0.5,
+        "shutdown_deadline_s": 20,
+        "revoke_deadline_s": 10,
+        "encode_processes": 0,
+    }
     base.update(sink)
     base["group_id"] = group
     return Settings(
