@@ -70,6 +70,9 @@ class Supervisor:
 
     async def _step(self) -> None:
         if await self.stream.step():
+            if self.stream.redialled():
+                metrics.COLLECTOR_RECONNECTS.labels(*self._labels, "network").inc()
+                log.warning("stream_redialled", stream=self.stream.name)
             self.last_update = time.monotonic()
             self._set_up(True)
             self.backoff.observe_healthy()
@@ -79,6 +82,7 @@ class Supervisor:
 
     async def _recover(self, exc: Exception) -> None:
         reason = classify(exc)
+        self.stream.forget_sockets()
         self.failures[reason] = self.failures.get(reason, 0) + 1
         self._set_up(False)
         metrics.COLLECTOR_RECONNECTS.labels(*self._labels, reason).inc()

@@ -19,6 +19,7 @@ class FakeExchange:
     def __init__(self) -> None:
         self.trades: dict[str, deque[dict[str, Any]]] = {}
         self.orderbooks: dict[str, dict[str, Any]] = {}
+        self.clients: dict[str, object] = {}
 
 
 def trade(n: int, symbol: str = "BTC/USDT") -> dict[str, Any]:
@@ -70,6 +71,20 @@ def test_replayed_trade_ids_are_duplicates_and_bad_trades_are_skipped() -> None:
     records = published(queue)
     assert [r["id"] for r in records] == ["1", "2", "4"]
     assert all(r["collector_id"] == "c1" for r in records)
+
+
+def test_a_silent_redial_is_noticed_once() -> None:
+    stream, ex, _ = make(TradesStream)
+    assert stream.redialled() is False  # no socket yet
+    ex.clients = {"u": object()}
+    assert stream.redialled() is False  # first socket
+    assert stream.redialled() is False
+    ex.clients = {"u": object()}  # ccxt replaced it
+    assert stream.redialled() is True
+    assert stream.redialled() is False
+    stream.forget_sockets()  # the supervisor handled a failure
+    ex.clients = {"u": object()}
+    assert stream.redialled() is False
 
 
 def test_recent_ids_is_bounded() -> None:

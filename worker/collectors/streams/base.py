@@ -81,6 +81,7 @@ class Stream(ABC):
         self._known = set(symbols)
         self._messages = metrics.COLLECTOR_MESSAGES.labels(exchange_id, self.data_type.value)
         self._tracking: TrackingDict | None = None
+        self._sockets: tuple[int, ...] | None = None
         self.updated_symbols()  # install the tracking dict before the first frame
         self._last_sweep = time.monotonic()
         self._last_invalid_log = 0.0
@@ -122,6 +123,20 @@ class Stream(ABC):
             setattr(self.ex, self.state_attr, self._tracking)
             return self.symbols
         return [s for s in self._tracking.take() if s in self._known]
+
+    def redialled(self) -> bool:
+        """True if ccxt replaced a socket since the last call (a close no watch saw).
+
+        ccxt rejects only the futures pending at a server-side close; if the
+        close falls between two watch calls, the next call silently redials.
+        """
+        sockets = tuple(id(c) for c in (self.ex.clients or {}).values())
+        before, self._sockets = self._sockets, sockets
+        return before is not None and bool(before) and sockets != before
+
+    def forget_sockets(self) -> None:
+        """After a handled failure: the next socket is expected, not a silent redial."""
+        self._sockets = None
 
     async def reset(self) -> None:
         """Drop the pending watch and close the sockets; the next step redials."""
