@@ -51,6 +51,9 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="Write the bound port to this file.")
         ] = None,
         duration_s: Annotated[float | None, typer.Option(help="Stop after this long.")] = None,
+        sent_log_max: Annotated[
+            int, typer.Option(help="Entries kept per data type for GET /_control/sent.")
+        ] = 200_000,
     ) -> None:
         """Run a local exchange emulator speaking Binance spot's public protocol."""
         cfg = EmulatorConfig(
@@ -61,5 +64,6 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             replay=replay,
             replay_speed=replay_speed,
+            sent_log_max=sent_log_max,
         )
         raise typer.Exit(asyncio.run(serve(cfg, port_file, duration_s)))

@@ -59,7 +59,7 @@ class SentLog:
 class Hub:
     """All live connections and the fault switches."""
 
-    def __init__(self, sent_log_max: int = 1_000_000) -> None:
+    def __init__(self, sent_log_max: int = 200_000) -> None:
         self.conns: set[Connection] = set()
         self.by_stream: dict[str, set[Connection]] = defaultdict(set)
         self.sent = SentLog(sent_log_max)

@@ -45,7 +45,7 @@ class EmulatorConfig:
     replay: Path | None = None
     replay_speed: float = 1.0
     replay_delay_s: float = 1.0  # after the first subscription
-    sent_log_max: int = 1_000_000
+    sent_log_max: int = 200_000  # per data type; bounds the emulator's memory
 
 
 def _split(market_id: str) -> tuple[str, str]:
