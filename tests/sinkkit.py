@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from worker.config import Settings
-from worker.records import DataType, encode, message_key
+from worker.records import TICKER_NUMBERS, DataType, encode, message_key
 from worker.storage import Store
 
 BASE_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z
@@ -78,21 +78,7 @@ def ticker(i: int, symbol: str = "BTC/USDT", **over: Any) -> dict[str, Any]:
         "received_at": (BASE_MS + i * 1000) * 1000,
         "collector_id": "c1",
     }
-    for n, name in enumerate(
-        (
-            "bid",
-            "ask",
-            "bid_volume",
-            "ask_volume",
-            "last",
-            "open",
-            "high",
-            "low",
-            "close",
-            "base_volume",
-            "quote_volume",
-        )
-    ):
+    for n, name in enumerate(TICKER_NUMBERS):
         rec[name] = 100.0 + n + i / 10
     rec["ask"] = rec["bid"] + 0.5
     rec.update(over)

@@ -106,108 +106,42 @@ _COMMON = (Field("exchange", Kind.STR, True), Field("symbol", Kind.STR, True))
 COLLECTOR_ID: Final = Field("collector_id", Kind.STR, False)
 
 
-def _arrow(dt: DataType, cols: list[tuple[str, pa.DataType, bool]]) -> pa.Schema:
+# Time fields keep the precision they have on the wire.
+_INT_TYPES: Final = {"timestamp": _TS_MS, "received_at": _TS_US}
+
+
+def _arrow_type(f: Field) -> pa.DataType:
+    if f.kind is Kind.STR:
+        return pa.string()
+    if f.kind is Kind.NUM:
+        return pa.float64()
+    if f.kind is Kind.LEVELS:
+        return LEVEL_TYPE
+    return _INT_TYPES.get(f.name, pa.int64())
+
+
+def _spec(
+    dt: DataType, fields: tuple[Field, ...], identity: tuple[str, ...], complete: tuple[str, ...]
+) -> Spec:
+    """A spec whose lake schema is derived from its message fields.
+
+    Required message fields are non-nullable columns, optional ones nullable,
+    in message order, with the optional ``collector_id`` last.
+    """
+    fields = (*fields, COLLECTOR_ID)
     meta = {
         b"ticklake.schema": dt.schema_name.encode(),
         b"ticklake.schema_version": str(SCHEMA_VERSION).encode(),
     }
-    cols = [*cols, (COLLECTOR_ID.name, pa.string(), True)]
-    return pa.schema([pa.field(n, t, nullable=nl) for n, t, nl in cols], metadata=meta)
-
-
-def _spec_trades() -> Spec:
-    dt = DataType.TRADES
-    fields = (
-        *_COMMON,
-        Field("id", Kind.STR, True),
-        Field("timestamp", Kind.INT, True),
-        Field("received_at", Kind.INT, True),
-        Field("side", Kind.STR, False),
-        Field("price", Kind.NUM, False),
-        Field("amount", Kind.NUM, False),
-        Field("cost", Kind.NUM, False),
-        Field("taker_or_maker", Kind.STR, False),
-        COLLECTOR_ID,
+    schema = pa.schema(
+        [pa.field(f.name, _arrow_type(f), nullable=not f.required) for f in fields], metadata=meta
     )
-    schema = _arrow(
-        dt,
-        [
-            ("exchange", pa.string(), False),
-            ("symbol", pa.string(), False),
-            ("id", pa.string(), False),
-            ("timestamp", _TS_MS, False),
-            ("received_at", _TS_US, False),
-            ("side", pa.string(), True),
-            ("price", pa.float64(), True),
-            ("amount", pa.float64(), True),
-            ("cost", pa.float64(), True),
-            ("taker_or_maker", pa.string(), True),
-        ],
-    )
-    return Spec(dt, fields, schema, ("id",), ("side", "price", "amount"))
+    return Spec(dt, fields, schema, identity, complete)
 
 
-def _spec_orderbook() -> Spec:
-    dt = DataType.ORDERBOOK
-    fields = (
-        *_COMMON,
-        Field("timestamp", Kind.INT, True),
-        Field("received_at", Kind.INT, True),
-        Field("nonce", Kind.INT, False),
-        Field("bids", Kind.LEVELS, True),
-        Field("asks", Kind.LEVELS, True),
-        COLLECTOR_ID,
-    )
-    schema = _arrow(
-        dt,
-        [
-            ("exchange", pa.string(), False),
-            ("symbol", pa.string(), False),
-            ("timestamp", _TS_MS, False),
-            ("received_at", _TS_US, False),
-            ("nonce", pa.int64(), True),
-            ("bids", LEVEL_TYPE, False),
-            ("asks", LEVEL_TYPE, False),
-        ],
-    )
-    return Spec(dt, fields, schema, ("timestamp", "nonce"), ("nonce",))
-
-
-def _spec_ohlcv() -> Spec:
-    dt = DataType.OHLCV
-    fields = (
-        *_COMMON,
-        Field("timeframe", Kind.STR, True),
-        Field("timestamp", Kind.INT, True),
-        Field("received_at", Kind.INT, True),
-        Field("open", Kind.NUM, False),
-        Field("high", Kind.NUM, False),
-        Field("low", Kind.NUM, False),
-        Field("close", Kind.NUM, False),
-        Field("volume", Kind.NUM, False),
-        COLLECTOR_ID,
-    )
-    schema = _arrow(
-        dt,
-        [
-            ("exchange", pa.string(), False),
-            ("symbol", pa.string(), False),
-            ("timeframe", pa.string(), False),
-            ("timestamp", _TS_MS, False),
-            ("received_at", _TS_US, False),
-            ("open", pa.float64(), True),
-            ("high", pa.float64(), True),
-            ("low", pa.float64(), True),
-            ("close", pa.float64(), True),
-            ("volume", pa.float64(), True),
-        ],
-    )
-    return Spec(
-        dt, fields, schema, ("timeframe", "timestamp"), ("open", "high", "low", "close", "volume")
-    )
-
-
-_TICKER_NUMS = (
+_TIMES = (Field("timestamp", Kind.INT, True), Field("received_at", Kind.INT, True))
+_OHLCV = ("open", "high", "low", "close", "volume")
+TICKER_NUMBERS: Final = (
     "bid",
     "ask",
     "bid_volume",
@@ -221,34 +155,56 @@ _TICKER_NUMS = (
     "quote_volume",
 )
 
-
-def _spec_ticker() -> Spec:
-    dt = DataType.TICKER
-    fields = (
+_TRADES = _spec(
+    DataType.TRADES,
+    (
         *_COMMON,
-        Field("timestamp", Kind.INT, True),
-        Field("received_at", Kind.INT, True),
-        *(Field(n, Kind.NUM, False) for n in _TICKER_NUMS),
-        COLLECTOR_ID,
-    )
-    schema = _arrow(
-        dt,
-        [
-            ("exchange", pa.string(), False),
-            ("symbol", pa.string(), False),
-            ("timestamp", _TS_MS, False),
-            ("received_at", _TS_US, False),
-            *((n, pa.float64(), True) for n in _TICKER_NUMS),
-        ],
-    )
-    return Spec(dt, fields, schema, ("timestamp",), ("last",))
-
+        Field("id", Kind.STR, True),
+        *_TIMES,
+        Field("side", Kind.STR, False),
+        Field("price", Kind.NUM, False),
+        Field("amount", Kind.NUM, False),
+        Field("cost", Kind.NUM, False),
+        Field("taker_or_maker", Kind.STR, False),
+    ),
+    identity=("id",),
+    complete=("side", "price", "amount"),
+)
+_ORDERBOOK = _spec(
+    DataType.ORDERBOOK,
+    (
+        *_COMMON,
+        *_TIMES,
+        Field("nonce", Kind.INT, False),
+        Field("bids", Kind.LEVELS, True),
+        Field("asks", Kind.LEVELS, True),
+    ),
+    identity=("timestamp", "nonce"),
+    complete=("nonce",),
+)
+_OHLCV_SPEC = _spec(
+    DataType.OHLCV,
+    (
+        *_COMMON,
+        Field("timeframe", Kind.STR, True),
+        *_TIMES,
+        *(Field(n, Kind.NUM, False) for n in _OHLCV),
+    ),
+    identity=("timeframe", "timestamp"),
+    complete=_OHLCV,
+)
+_TICKER = _spec(
+    DataType.TICKER,
+    (*_COMMON, *_TIMES, *(Field(n, Kind.NUM, False) for n in TICKER_NUMBERS)),
+    identity=("timestamp",),
+    complete=("last",),
+)
 
 SPECS: Final[Mapping[DataType, Spec]] = {
-    DataType.TRADES: _spec_trades(),
-    DataType.ORDERBOOK: _spec_orderbook(),
-    DataType.OHLCV: _spec_ohlcv(),
-    DataType.TICKER: _spec_ticker(),
+    DataType.TRADES: _TRADES,
+    DataType.ORDERBOOK: _ORDERBOOK,
+    DataType.OHLCV: _OHLCV_SPEC,
+    DataType.TICKER: _TICKER,
 }
 _BY_SCHEMA: Final = {s.schema_name: s for s in SPECS.values()}
 
