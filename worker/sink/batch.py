@@ -7,6 +7,7 @@ the event loop keeps consuming on the other core while a batch is encoded.
 from __future__ import annotations
 
 import hashlib
+import signal
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -51,6 +52,13 @@ class EncodedBuffer:
 
 def warm() -> None:
     """Submitted once per encoder process at start: imports this module (pyarrow) early."""
+
+
+def encoder_init() -> None:
+    """Encoder processes ignore SIGINT: Ctrl-C in a terminal signals the whole
+    process group, and the parent still needs its encoders for the final flush.
+    They exit when the parent shuts the pool down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _iso(ms: int) -> str:

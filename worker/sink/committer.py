@@ -21,7 +21,7 @@ from worker.bus.memory import MemoryMessage as DeadMessage
 from worker.bus.source import CommitError, Source, TopicPartition
 from worker.config import Settings
 from worker.logging import get_logger
-from worker.sink.batch import EncodedBuffer, EncodedFile, encode_files, warm
+from worker.sink.batch import EncodedBuffer, EncodedFile, encode_files, encoder_init, warm
 from worker.sink.buffer import Buffer, Partition
 from worker.sink.layout import Destination, state_path
 from worker.storage import PreconditionFailedError, Store
@@ -38,7 +38,9 @@ def _encoder_pool(processes: int) -> Executor:
     """
     if processes == 0:
         return ThreadPoolExecutor(2, "encode")
-    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        processes, mp_context=multiprocessing.get_context("spawn"), initializer=encoder_init
+    )
     for _ in range(processes):
         pool.submit(warm)
     return pool

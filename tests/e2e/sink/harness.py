@@ -75,7 +75,7 @@ class Lake:
         path.write_text(yaml.safe_dump(cfg))
         return path
 
-    def start_sink(self, name: str) -> subprocess.Popen[bytes]:
+    def start_sink(self, name: str, *, new_session: bool = False) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": self.s3.access_key,
@@ -87,6 +87,7 @@ class Lake:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            start_new_session=new_session,  # its own process group, like a terminal job
         )
         self.procs.append(proc)
         return proc

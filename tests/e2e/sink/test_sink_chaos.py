@@ -7,6 +7,8 @@ under the right path.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 
 import pytest
@@ -74,3 +76,24 @@ async def test_s3_outage_of_20_seconds(lake: Lake) -> None:
     await assert_exactly_once(lake, producer)
     log = (lake.workdir / "sink.log").read_text()
     assert "flush_failed_retrying" in log
+
+
+async def test_ctrl_c_to_the_process_group_still_flushes(lake: Lake) -> None:
+    """Ctrl-C signals the whole process group, encoder processes included: they must
+    survive it, so the sink's shutdown flush stores what it buffered and exits 0."""
+    lake.write_config(max_age_s=600, max_rows=100_000)  # nothing flushes before the signal
+    producer = Producer(lake.kafka, lake.topic)
+    await producer.run(total=1500, per_second=1500)
+    proc = lake.start_sink("ctrl_c", new_session=True)
+    await lake.wait_log("ctrl_c", '"event": "partition_assigned"', timeout_s=30)
+    await asyncio.sleep(3)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert await asyncio.to_thread(proc.wait, 40) == 0
+    log = (lake.workdir / "ctrl_c.log").read_text()
+    assert '"trigger": "shutdown"' in log
+    assert "BrokenProcessPool" not in log
+    final = lake.start_sink("final")  # stores whatever the first had not consumed yet
+    await lake.wait_log("final", '"event": "partition_assigned"', timeout_s=30)
+    await wait_all_stored(lake, producer)
+    assert await sigterm(final) == 0
+    await assert_exactly_once(lake, producer)
