@@ -31,6 +31,7 @@ from aiokafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from worker import metrics
+from worker.bus.kafka_source import kafka_client_kwargs
 from worker.bus.publish_queue import Outgoing, Publisher, PublishQueue, record_published
 from worker.collectors.backoff import Backoff
 from worker.config import KafkaConfig
@@ -59,23 +60,14 @@ def producer_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
     codec = None if cfg.compression == "none" else cfg.compression
     if codec is not None and not _CODECS[codec]():
         raise RuntimeError(f"kafka.compression={codec!r} but its codec library is not installed")
-    kwargs: dict[str, Any] = {
-        "bootstrap_servers": cfg.bootstrap_servers,
-        "client_id": cfg.client_id,
+    return {
+        **kafka_client_kwargs(cfg),
         "acks": "all",
         "enable_idempotence": True,
         "compression_type": codec,
         "linger_ms": cfg.linger_ms,
         "max_batch_size": cfg.max_batch_bytes,
-        "request_timeout_ms": cfg.request_timeout_ms,
-        "security_protocol": cfg.security_protocol,
     }
-    if cfg.sasl_mechanism:
-        kwargs["sasl_mechanism"] = cfg.sasl_mechanism
-        kwargs["sasl_plain_username"] = cfg.sasl_username
-        if cfg.sasl_password is not None:
-            kwargs["sasl_plain_password"] = cfg.sasl_password.get_secret_value()
-    return kwargs
 
 
 class KafkaPublisher:
