@@ -127,9 +127,12 @@ class SinkConfig(_Model):
     revoke_deadline_s: float = Field(default=20.0, gt=0)
     # Backoff between attempts of a failed flush cycle (storage down): capped, jittered.
     retry_backoff_max_s: float = Field(default=10.0, gt=0)
-    # Consumer-group liveness: a killed sink's partitions move after this.
     # Processes that parse and encode batches (0: threads of the sink process).
     encode_processes: int = Field(default=2, ge=0)
+    # Read aiokafka's record batches column-wise (worker/bus/kafka_fetch.py);
+    # off, or on an untested aiokafka version: one ConsumerRecord per message.
+    fast_fetch: bool = True
+    # Consumer-group liveness: a killed sink's partitions move after this.
     session_timeout_ms: int = Field(default=30_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
 

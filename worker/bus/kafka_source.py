@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import aiokafka
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.errors import KafkaError
 
-from worker.bus.source import Batch, CommitError, RebalanceListener, TopicPartition
+from worker.bus import kafka_fetch
+from worker.bus.source import Batch, CommitError, RebalanceListener, TopicPartition, chunk_of
+from worker.logging import get_logger
 
 if TYPE_CHECKING:
     from worker.config import KafkaConfig
+
+log = get_logger("bus.kafka")
 
 
 def kafka_client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
@@ -57,9 +62,17 @@ class KafkaSource:
         *,
         session_timeout_ms: int = 30_000,
         heartbeat_interval_ms: int = 3_000,
+        fast_fetch: bool = True,
     ) -> None:
         self.joined = False
         self._topics = topics
+        self.chunked = fast_fetch and kafka_fetch.install()
+        if fast_fetch and not self.chunked:
+            log.warning(
+                "fast_fetch_unavailable",
+                aiokafka=aiokafka.__version__,
+                tested=sorted(kafka_fetch.TESTED_VERSIONS),
+            )
         self._consumer = AIOKafkaConsumer(
             **kafka_client_kwargs(cfg),
             group_id=group_id,
@@ -71,6 +84,7 @@ class KafkaSource:
             max_poll_interval_ms=300_000,
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms,
+            value_deserializer=kafka_fetch.CHUNKED if self.chunked else None,
         )
 
     async def start(self, listener: RebalanceListener) -> None:
@@ -81,10 +95,13 @@ class KafkaSource:
         await self._consumer.stop()
 
     async def getmany(self, timeout_s: float, max_records: int) -> Batch:
-        batch: Batch = await self._consumer.getmany(
-            timeout_ms=int(timeout_s * 1000), max_records=max_records
-        )
-        return batch
+        timeout_ms = int(timeout_s * 1000)
+        if self.chunked:  # aiokafka counts chunks of ~CHUNK_RECORDS messages
+            chunks = max(1, max_records // kafka_fetch.CHUNK_RECORDS)
+            batch: Batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=chunks)
+            return batch
+        msgs = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return {tp: [chunk_of(m)] for tp, m in msgs.items()}
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self._consumer.seek(KafkaTP(*tp), offset)

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from worker.bus.source import Batch, Message, RebalanceListener, TopicPartition
+from worker.bus.source import Batch, Message, RebalanceListener, TopicPartition, chunk_of
 from worker.records import InvalidReason
 
 Headers = list[tuple[str, bytes]]
@@ -123,7 +123,7 @@ class MemorySource:
         if not batch and timeout_s > 0:
             await self._bus._wait(timeout_s)
             batch = self._poll(max_records)
-        return batch
+        return {tp: [chunk_of(msgs)] for tp, msgs in batch.items()}
 
     def _poll(self, max_records: int) -> dict[TopicPartition, list[MemoryMessage]]:
         out: dict[TopicPartition, list[MemoryMessage]] = {}

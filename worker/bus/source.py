@@ -1,8 +1,8 @@
 """The consumer side of the bus: what the sink reads from.
 
 A :class:`Source` is a consumer-group member with manual commits: it hands
-out batches of messages per partition, tells a :class:`RebalanceListener`
-when partitions come and go, and commits only what the sink asks it to.
+out batches of messages per partition (column-wise :class:`Chunk` s), tells
+a :class:`RebalanceListener` when partitions come and go, and commits only what the sink asks it to.
 Two implementations: Kafka (:mod:`worker.bus.kafka_source`) and the
 in-process bus (:mod:`worker.bus.memory`).
 """
@@ -35,7 +35,24 @@ class Message(Protocol):
     def value(self) -> bytes | None: ...
 
 
-Batch = Mapping[TopicPartition, Sequence[Message]]
+class Chunk(NamedTuple):
+    """Consecutive messages of one partition, column by column, in offset order.
+
+    The sink's hot path reads these three lists; nothing builds an object
+    per message (see :mod:`worker.bus.kafka_fetch`).
+    """
+
+    offsets: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+
+
+def chunk_of(msgs: Sequence[Message]) -> Chunk:
+    """Messages (of one partition, in offset order) as one :class:`Chunk`."""
+    return Chunk([m.offset for m in msgs], [m.key for m in msgs], [m.value for m in msgs])
+
+
+Batch = Mapping[TopicPartition, Sequence[Chunk]]
 
 
 class RebalanceListener(Protocol):
@@ -56,7 +73,7 @@ class Source(Protocol):
     async def start(self, listener: RebalanceListener) -> None: ...
     async def stop(self) -> None: ...
     async def getmany(self, timeout_s: float, max_records: int) -> Batch:
-        """Up to ``max_records`` messages from unpaused assigned partitions."""
+        """About ``max_records`` messages (at most) from unpaused assigned partitions."""
         ...
 
     def seek(self, tp: TopicPartition, offset: int) -> None: ...

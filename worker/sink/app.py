@@ -43,6 +43,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None) -> int
         topics,
         session_timeout_ms=settings.sink.session_timeout_ms,
         heartbeat_interval_ms=settings.sink.heartbeat_interval_ms,
+        fast_fetch=settings.sink.fast_fetch,
     )
     dead = KafkaDeadLetters(settings.kafka)
     await dead.start()

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from worker import metrics as m
 from worker.bus.dead_letter import DeadLetters
-from worker.bus.source import Batch, Message, Source, TopicPartition
+from worker.bus.memory import MemoryMessage as RawMessage
+from worker.bus.source import Batch, Chunk, Message, Source, TopicPartition
 from worker.config import Settings
 from worker.logging import get_logger
 from worker.records import InvalidReason, InvalidRecordError
@@ -151,37 +152,38 @@ class Sink:
                 return
 
     def _ingest_batch(self, batch: Batch) -> None:
-        for tp, msgs in batch.items():
+        for tp, chunks in batch.items():
             part = self.parts.get(TopicPartition(*tp))
-            if part is None or part.fenced or not msgs:
+            if part is None or part.fenced:
                 continue
-            self._ingest(part, msgs)
-            part.position = msgs[-1].offset + 1
-            m.SINK_RECORDS_CONSUMED.labels(tp[0]).inc(len(msgs))
+            for chunk in chunks:
+                if chunk.offsets:
+                    self._ingest(part, chunk)
+                    part.position = chunk.offsets[-1] + 1
+                    m.SINK_RECORDS_CONSUMED.labels(tp[0]).inc(len(chunk.offsets))
 
-    def _ingest(self, part: Partition, msgs: Sequence[Message]) -> None:
+    def _ingest(self, part: Partition, chunk: Chunk) -> None:
         """The hot path: append raw message bytes to their key's buffer.
 
-        Nothing is parsed here (that happens in bulk at flush, off the GIL);
-        a message joins the buffer of its Kafka key, unless a stored file
-        already holds it (replay after a restart).
+        Nothing is parsed here (that happens in bulk at flush, in the encoder
+        processes); a message joins the buffer of its Kafka key, unless a
+        stored file already holds it (replay after a restart).
         """
         max_rows, max_bytes = self._cfg.max_rows, self._cfg.max_bytes
         covered, bufs = part.state.covered, part.open
         added_bytes = added_rows = 0
-        for msg in msgs:
-            if covered and self._replayed(part, msg):
+        for offset, key, value in zip(chunk.offsets, chunk.keys, chunk.values, strict=True):
+            if covered and self._replayed(part, key, offset):
                 continue
-            buf = bufs.get(msg.key)  # type: ignore[arg-type]  # None keys open no buffer
+            buf = bufs.get(key)  # type: ignore[arg-type]  # None keys open no buffer
             if buf is None:
-                buf = self._open_buffer(part, msg)
+                buf = self._open_buffer(part, offset, key, value)
                 if buf is None:
                     continue
-            value = msg.value or b""
-            buf.values.append(value)
-            buf.offsets.append(msg.offset)
-            buf.last_offset = msg.offset
-            size = len(value) + _OVERHEAD_BYTES
+            buf.values.append(value)  # type: ignore[arg-type]  # None values open no buffer
+            buf.offsets.append(offset)
+            buf.last_offset = offset
+            size = len(value) + _OVERHEAD_BYTES  # type: ignore[arg-type]
             buf.approx_bytes += size
             added_bytes += size
             added_rows += 1
@@ -193,14 +195,19 @@ class Sink:
                 self._due_now = True
         self._account(added_bytes, added_rows)
 
-    def _open_buffer(self, part: Partition, msg: Message) -> Buffer | None:
-        key = self._buffer_key(part, msg.key)
-        if key is None or msg.value is None:
-            reason = InvalidReason.KEY_MISMATCH if key is None else InvalidReason.NOT_JSON
-            detail = f"key {msg.key!r} is not <exchange>:<symbol>" if key is None else "no value"
+    def _open_buffer(
+        self, part: Partition, offset: int, key: bytes | None, value: bytes | None
+    ) -> Buffer | None:
+        buffer_key = self._buffer_key(part, key)
+        if buffer_key is None or value is None:
+            reason, detail = InvalidReason.NOT_JSON, "no value"
+            if buffer_key is None:
+                reason = InvalidReason.KEY_MISMATCH
+                detail = f"key {key!r} is not <exchange>:<symbol>"
+            msg = RawMessage(part.tp.topic, part.tp.partition, offset, key, value)
             self._dead.append((msg, InvalidRecordError(reason, detail)))
             return None
-        buf = Buffer(key, part.tp, msg.offset, msg.key or b"")
+        buf = Buffer(buffer_key, part.tp, offset, key or b"")
         part.open[buf.msg_key] = buf
         return buf
 
@@ -218,10 +225,10 @@ class Sink:
             key = self._keys[(part.tp.topic, raw)] = BufferKey(exchange, symbol, dt)
         return key
 
-    def _replayed(self, part: Partition, msg: Message) -> bool:
+    def _replayed(self, part: Partition, raw_key: bytes | None, offset: int) -> bool:
         """A message a stored file already holds: skip it (and keep files contiguous)."""
-        key = self._buffer_key(part, msg.key)
-        if key is None or not part.state.is_covered(key, msg.offset):
+        key = self._buffer_key(part, raw_key)
+        if key is None or not part.state.is_covered(key, offset):
             return False
         if not part.replaying:
             part.replaying = True
@@ -229,10 +236,10 @@ class Sink:
                 "replay_skipping_stored",
                 topic=part.tp.topic,
                 partition=part.tp.partition,
-                offset=msg.offset,
+                offset=offset,
                 key=key.state_key(),
             )
-        buf = part.open.get(msg.key or b"")
+        buf = part.open.get(raw_key or b"")
         if buf is not None:  # cut here: the open buffer's run of the key ends before this
             part.seal(buf, "replay")
             self._due_now = True
