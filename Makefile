@@ -10,11 +10,15 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # The virtualenv, installed exactly from the lock (uv is only the installer).
+# Bytecode is compiled at install: with PYTHONDONTWRITEBYTECODE set (CI images
+# often do) every process start -- the sink and each of its encoder processes
+# -- would otherwise compile botocore and friends again, ~2 CPU-s each.
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync -q --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m compileall -q worker
 	touch $(STAMP)
 
 ## demo: emulator -> collectors -> in-process bus -> sink -> ./lake/, then a summary and a DuckDB query

@@ -85,7 +85,8 @@ def _bulk(spec: Spec, values: list[bytes]) -> pa.Table:
     data = b"\n".join(values)
     table = pajson.read_json(
         pa.BufferReader(data),
-        read_options=pajson.ReadOptions(use_threads=True, block_size=_BLOCK_BYTES),
+        # One thread: the encoders are processes already; threads only add overhead.
+        read_options=pajson.ReadOptions(use_threads=False, block_size=_BLOCK_BYTES),
         parse_options=pajson.ParseOptions(
             explicit_schema=message_schema(spec), unexpected_field_behavior="ignore"
         ),
