@@ -94,7 +94,9 @@ async def _drain(
     return sorted(rows)
 
 
-async def test_chunked_fetch_equals_stock(kafka_bootstrap: str, topic_factory: TopicFactory) -> None:
+async def test_chunked_fetch_equals_stock(
+    kafka_bootstrap: str, topic_factory: TopicFactory
+) -> None:
     assert kafka_fetch.install()
     topic = await topic_factory(2)
     await _produce_mixed(kafka_bootstrap, topic)
@@ -115,7 +117,8 @@ async def test_chunked_fetch_equals_stock(kafka_bootstrap: str, topic_factory: T
     stock = results[False, 500]
     values = [v for *_, v in stock]
     assert len(stock) == 2 * 2_500 + 300 + 200 + 1  # aborted records too (read_uncommitted)
-    assert b"after-abort" in values and None in values
+    assert b"after-abort" in values
+    assert None in values
     assert any(k is None for _, _, k, _ in stock)
     assert results[True, 1] == stock
     assert results[True, 100] == stock

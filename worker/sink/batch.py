@@ -16,6 +16,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from worker.bus.source import Message
 from worker.config import SinkConfig
 from worker.records import SCHEMA_VERSION, SPECS
 from worker.sink.buffer import Buffer
@@ -46,7 +47,8 @@ class EncodedBuffer:
 
     buffer: Buffer
     files: list[EncodedFile]
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: list[tuple[Message, Rejected]] = field(default_factory=list)
+    rows: int = 0  # messages the buffer held
     dead_letters_sent: bool = False
 
 
@@ -65,16 +67,13 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
-def encode_buffer(buf: Buffer, cfg: SinkConfig, lineage: dict[str, Any]) -> EncodedBuffer:
-    """Parse ``buf``, one file per UTC day of event time (a file never spans two days)."""
-    files, rejected = encode_files(buf, cfg, lineage)
-    return EncodedBuffer(buf, files, rejected)
-
-
 def encode_files(
     buf: Buffer, cfg: SinkConfig, lineage: dict[str, Any]
 ) -> tuple[list[EncodedFile], list[Rejected]]:
-    """The work of :func:`encode_buffer`, with picklable results (runs in a worker process)."""
+    """Parse ``buf``, one file per UTC day of event time (a file never spans two days).
+
+    Runs in an encoder process: arguments and results are pickled.
+    """
     spec = SPECS[buf.key.data_type]
     parsed = parse_batch(spec, buf.values, buf.offsets, (buf.key.exchange, buf.key.symbol))
     table = truncate_books(spec, parsed.table, cfg.orderbook_depth)

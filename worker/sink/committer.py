@@ -18,12 +18,13 @@ from typing import Any
 from worker import metrics as m
 from worker.bus.dead_letter import DeadLetters
 from worker.bus.memory import MemoryMessage as DeadMessage
-from worker.bus.source import CommitError, Source, TopicPartition
+from worker.bus.source import CommitError, Message, Source, TopicPartition
 from worker.config import Settings
 from worker.logging import get_logger
 from worker.sink.batch import EncodedBuffer, EncodedFile, encode_files, encoder_init, warm
 from worker.sink.buffer import Buffer, Partition
 from worker.sink.layout import Destination, state_path
+from worker.sink.parse import Rejected
 from worker.storage import PreconditionFailedError, Store
 
 log = get_logger("sink.committer")
@@ -64,14 +65,20 @@ class Committer:
         writer: str,
         on_stall: Callable[[bool], None],
         on_release: Callable[[Buffer], None],
+        on_encoded: Callable[[Buffer, int], None] = lambda buf, size: None,
     ) -> None:
         self._cfg = settings.sink
         self._conditional = settings.storage.conditional_writes
         self._store, self._source, self._dead = store, source, dead_letters
         self._writer = writer
         self._on_stall, self._on_release = on_stall, on_release
+        self._on_encoded = on_encoded
+        self._tail: asyncio.Future[None] | None = None  # the last cycle started
         self._lock = asyncio.Lock()
+        # Separate limits: a cycle's puts must never queue behind the next
+        # cycle's encodes (which wait for a free encoder process).
         self._sem = asyncio.Semaphore(self._cfg.flush_concurrency)
+        self._encode_sem = asyncio.Semaphore(2 * max(1, self._cfg.encode_processes))
         self._pool = _encoder_pool(self._cfg.encode_processes)
         self._lineage = {"consumer_group": self._cfg.group_id, "writer": writer}
 
@@ -79,8 +86,15 @@ class Committer:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def flush(self, parts: Mapping[TopicPartition, Partition], batch: list[Buffer]) -> None:
-        """Run one cycle for ``batch``; on a retriable failure pause and retry until it succeeds."""
-        async with self._lock:
+        """Encode ``batch``, then store it as one cycle, retrying until it succeeds.
+
+        Encoding needs no order: a cycle encodes while the one before it
+        stores. Storing does: cycles store in the order they were started
+        (each waits for the one before), which the invariant relies on.
+        """
+        previous, done = self._tail, asyncio.get_running_loop().create_future()
+        self._tail = done
+        try:
             started = time.monotonic()
             encoded = await self._encode(batch)
             if batch:
@@ -88,40 +102,62 @@ class Committer:
                     "encoded",
                     buffers=len(batch),
                     s=round(time.monotonic() - started, 3),
-                    rows=sum(len(b.values) for b in batch),
+                    rows=sum(e.rows for e in encoded),
                 )
-            attempt = 0
-            while True:
-                try:
-                    await self.cycle(parts, encoded)
-                    break
-                except Exception as exc:
-                    if not is_retriable(exc):
-                        raise
-                    attempt += 1
-                    delay = random.uniform(0, min(self._cfg.retry_backoff_max_s, 0.5 * 2**attempt))
-                    log.warning(
-                        "flush_failed_retrying",
-                        attempt=attempt,
-                        delay_s=round(delay, 2),
-                        error=str(exc)[:300],
-                        buffers=len(encoded),
-                    )
-                    self._on_stall(True)
-                    await asyncio.sleep(delay)
-            if attempt:
-                self._on_stall(False)
-                log.info("flush_recovered", attempts=attempt + 1)
+            if previous is not None:
+                await previous
+            async with self._lock:
+                await self._store_retrying(parts, encoded)
+        finally:  # cancelled while the one before still runs: keep the order for the next
+            if previous is None or previous.done():
+                done.set_result(None)
+            else:
+                previous.add_done_callback(lambda _: done.set_result(None))
+
+    async def _store_retrying(
+        self, parts: Mapping[TopicPartition, Partition], encoded: list[EncodedBuffer]
+    ) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.cycle(parts, encoded)
+                break
+            except Exception as exc:
+                if not is_retriable(exc):
+                    raise
+                attempt += 1
+                delay = random.uniform(0, min(self._cfg.retry_backoff_max_s, 0.5 * 2**attempt))
+                log.warning(
+                    "flush_failed_retrying",
+                    attempt=attempt,
+                    delay_s=round(delay, 2),
+                    error=str(exc)[:300],
+                    buffers=len(encoded),
+                )
+                self._on_stall(True)
+                await asyncio.sleep(delay)
+        if attempt:
+            self._on_stall(False)
+            log.info("flush_recovered", attempts=attempt + 1)
 
     async def _encode(self, batch: list[Buffer]) -> list[EncodedBuffer]:
         loop = asyncio.get_running_loop()
 
         async def one(buf: Buffer) -> EncodedBuffer:
-            async with self._sem:
+            async with self._encode_sem:
                 files, rejected = await loop.run_in_executor(
                     self._pool, encode_files, buf, self._cfg, self._lineage
                 )
-            return EncodedBuffer(buf, files, rejected)
+            tp, key = buf.tp, buf.msg_key
+            dead: list[tuple[Message, Rejected]] = [
+                (DeadMessage(*tp, buf.offsets[r.index], key, buf.values[r.index]), r)
+                for r in rejected
+            ]
+            encoded = EncodedBuffer(buf, files, dead, rows=len(buf.values))
+            # The messages are in the files now: free them (a retried cycle
+            # stores the same files again), keep only what the files weigh.
+            self._on_encoded(buf, sum(len(f.parquet) + len(f.sidecar) for f in files))
+            return encoded
 
         return list(await asyncio.gather(*(one(b) for b in batch)))
 
@@ -216,15 +252,7 @@ class Committer:
         for e in encoded:
             if e.dead_letters_sent:
                 continue
-            for r in e.rejected:
-                buf = e.buffer
-                msg = DeadMessage(
-                    buf.tp.topic,
-                    buf.tp.partition,
-                    buf.offsets[r.index],
-                    buf.msg_key,
-                    buf.values[r.index],
-                )
+            for msg, r in e.rejected:
                 await self._dead.send(msg, r.reason, r.detail)
             e.dead_letters_sent = True
 

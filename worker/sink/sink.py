@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from array import array
 from collections.abc import Sequence
 
 from worker import metrics as m
@@ -29,8 +30,12 @@ from worker.storage import Store
 log = get_logger("sink")
 _SCAN_INTERVAL_S = 0.25
 _GAUGE_INTERVAL_S = 1.0
-# One cycle storing while the next one encodes (see Committer.flush for the order).
-_MAX_CYCLES_IN_FLIGHT = 2
+# One cycle storing while the next ones encode (see Committer.flush for the order).
+_MAX_CYCLES_IN_FLIGHT = 3
+# Buffered bytes, as fractions of sink.max_buffered_bytes: above _SEAL_AT each
+# flush cycle takes the largest buffers worth _SEAL_SLICE; consumption pauses
+# at the cap and resumes under _RESUME_AT.
+_SEAL_AT, _SEAL_SLICE, _RESUME_AT = 0.7, 0.1, 0.9
 # Per buffered message beyond its bytes: the bytes object, list slot, offset.
 _OVERHEAD_BYTES = 56
 
@@ -58,6 +63,7 @@ class Sink:
             writer=writer,
             on_stall=lambda on: self._set_paused("storage", on),
             on_release=self._release,
+            on_encoded=self._shed,
         )
         self.parts: dict[TopicPartition, Partition] = {}
         self.buffered_bytes = 0
@@ -255,7 +261,7 @@ class Sink:
     def _maintain(self, now: float) -> None:
         if self.buffered_bytes > self._cap:
             self._set_paused("memory", True)
-        elif self.buffered_bytes < 0.8 * self._cap:
+        elif self.buffered_bytes < _RESUME_AT * self._cap:
             self._set_paused("memory", False)
         if now >= self._next_gauges:
             self._next_gauges = now + _GAUGE_INTERVAL_S
@@ -276,7 +282,7 @@ class Sink:
 
     def _due(self, now: float) -> list[Buffer]:
         cfg = self._cfg
-        if "memory" in self._pause_reasons:
+        if self.buffered_bytes > _SEAL_AT * self._cap:
             self._seal_for_memory()
         batch: list[Buffer] = []
         for part in self.parts.values():
@@ -285,10 +291,15 @@ class Sink:
         return batch
 
     def _seal_for_memory(self) -> None:
-        """Over the cap: seal the largest (then oldest) buffers down to 80 % of it."""
-        open_bufs = [(b, p) for p in self.parts.values() for b in p.open.values()]
+        """Memory is filling up: seal the largest buffers, a slice of the cap per cycle.
+
+        Sealing starts well below the cap, so the encoders get work while
+        consumption goes on (rather than idling until the cap pauses it),
+        and takes the largest buffers first: the biggest files memory allows.
+        """
+        open_bufs = [(b, p) for p in self.parts.values() if not p.fenced for b in p.open.values()]
         open_bufs.sort(key=lambda bp: (-bp[0].approx_bytes, bp[0].opened_at))
-        target = self.buffered_bytes - 0.8 * self._cap
+        target = _SEAL_SLICE * self._cap
         for buf, part in open_bufs:
             if target <= 0:
                 break
@@ -317,6 +328,14 @@ class Sink:
         part.release(buf)
         part.flushed_keys.add(buf.key)
         self._account(-buf.approx_bytes, -len(buf.values))
+
+    def _shed(self, buf: Buffer, kept_bytes: int) -> None:
+        """``buf`` is encoded: drop its messages; only its files (``kept_bytes``) stay."""
+        part = self.parts.get(buf.tp)
+        if part is not None and buf in part.sealed:  # else _forget already counted it out
+            self._account(kept_bytes - buf.approx_bytes, -len(buf.values))
+            buf.approx_bytes = kept_bytes
+        buf.values, buf.offsets = [], array("q")
 
     def _account(self, nbytes: int, rows: int) -> None:
         self.buffered_bytes += nbytes
