@@ -127,6 +127,9 @@ class SinkConfig(_Model):
     revoke_deadline_s: float = Field(default=20.0, gt=0)
     # Backoff between attempts of a failed flush cycle (storage down): capped, jittered.
     retry_backoff_max_s: float = Field(default=10.0, gt=0)
+    # A buffer's raw messages are parsed in the background each time they reach
+    # this size (less memory, encoders busy while buffers fill); 0: at flush only.
+    parse_ahead_bytes: int = Field(default=512 * 1024, ge=0)
     # Processes that parse and encode batches (0: threads of the sink process).
     encode_processes: int = Field(default=2, ge=0)
     # Read aiokafka's record batches column-wise (worker/bus/kafka_fetch.py);

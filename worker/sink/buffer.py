@@ -10,41 +10,61 @@ records of the key start a new buffer.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from worker.bus.source import TopicPartition
+from worker.bus.source import Message, TopicPartition
 from worker.sink.layout import BufferKey
+from worker.sink.parse import Rejected
 from worker.sink.state import PartitionState
 
 Trigger = Literal["max_rows", "max_bytes", "max_age", "revoke", "shutdown", "memory", "replay"]
 
 
+@dataclass(slots=True)
+class Slice:
+    """Messages of a buffer parsed ahead of its flush (worker/sink/batch.py:parse_slice)."""
+
+    ipc: bytes  # lake rows and their offsets, an Arrow IPC stream
+    rejected: list[tuple[Message, Rejected]]  # the messages the parser refused
+
+
 @dataclass(slots=True, eq=False)
 class Buffer:
-    """The raw messages of one key, in offset order (parsed only at flush)."""
+    """The messages of one key, in offset order: parsed slices, then a raw tail."""
 
     key: BufferKey
     tp: TopicPartition
     first_offset: int
     msg_key: bytes  # the Kafka key of every message here
     opened_at: float = field(default_factory=time.monotonic)
-    values: list[bytes] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)  # the raw tail
     offsets: array[int] = field(default_factory=lambda: array("q"))
+    slices: list[asyncio.Future[Slice]] = field(default_factory=list)  # before the tail
     last_offset: int = -1
-    approx_bytes: int = 0
+    rows: int = 0  # messages in the buffer
+    approx_bytes: int = 0  # their raw size (max_bytes)
+    tail_bytes: int = 0  # raw size of the tail
+    parsed_bytes: int = 0  # size of the parsed slices (or, once encoded, of its files)
     sealed: Trigger | None = None  # set: takes no more messages, flushes next cycle
     in_flight: bool = False  # taken by a flush cycle that has not finished
+    dropped: bool = False  # its partition was revoked: no longer counted
+
+    @property
+    def held_bytes(self) -> int:
+        """Memory the buffer holds now (what the global cap counts)."""
+        return self.tail_bytes + self.parsed_bytes
 
     def trigger(
         self, now: float, max_rows: int, max_bytes: int, max_age_s: float
     ) -> Trigger | None:
         if self.sealed is not None:
             return self.sealed
-        if len(self.values) >= max_rows:
+        if self.rows >= max_rows:
             return "max_rows"
         if self.approx_bytes >= max_bytes:
             return "max_bytes"
@@ -99,10 +119,14 @@ class Partition:
             return min(firsts) if firsts else None
         return min([*firsts, pos])
 
-    def due(self, now: float, max_rows: int, max_bytes: int, max_age_s: float) -> list[Buffer]:
-        """Buffers to flush now: at most ONE per key (see the flush invariant)."""
+    def due(
+        self, now: float, max_rows: int, max_bytes: int, max_age_s: float, limit: int = 1 << 30
+    ) -> list[Buffer]:
+        """Up to ``limit`` buffers to flush now: at most ONE per key (see the flush invariant)."""
         picked: dict[BufferKey, Buffer] = {}
         for buf in list(self.buffers()):
+            if len(picked) >= limit:
+                break
             if buf.in_flight or buf.key in picked:
                 continue
             trigger = buf.trigger(now, max_rows, max_bytes, max_age_s)

@@ -11,8 +11,10 @@ import copy
 import multiprocessing
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from array import array
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from worker import metrics as m
@@ -21,8 +23,16 @@ from worker.bus.memory import MemoryMessage as DeadMessage
 from worker.bus.source import CommitError, Message, Source, TopicPartition
 from worker.config import Settings
 from worker.logging import get_logger
-from worker.sink.batch import EncodedBuffer, EncodedFile, encode_files, encoder_init, warm
-from worker.sink.buffer import Buffer, Partition
+from worker.sink.batch import (
+    EncodedBuffer,
+    EncodedFile,
+    EncodeJob,
+    encode_files,
+    encoder_init,
+    parse_slice,
+    warm,
+)
+from worker.sink.buffer import Buffer, Partition, Slice
 from worker.sink.layout import Destination, state_path
 from worker.sink.parse import Rejected
 from worker.storage import PreconditionFailedError, Store
@@ -140,20 +150,43 @@ class Committer:
             self._on_stall(False)
             log.info("flush_recovered", attempts=attempt + 1)
 
+    def parse_ahead(self, buf: Buffer) -> asyncio.Task[Slice]:
+        """Start parsing ``buf``'s raw tail in an encoder; the buffer keeps the task."""
+        values, offsets = buf.values, buf.offsets
+        buf.values, buf.offsets = [], array("q")
+        task = asyncio.ensure_future(self._parse_slice(buf, values, offsets))
+        buf.slices.append(task)
+        return task
+
+    async def _parse_slice(self, buf: Buffer, values: list[bytes], offsets: array[int]) -> Slice:
+        loop = asyncio.get_running_loop()
+        key = (buf.key.exchange, buf.key.symbol)
+        async with self._encode_sem:
+            ipc, rejected = await loop.run_in_executor(
+                self._pool, parse_slice, buf.key.data_type, key, values, offsets
+            )
+        return Slice(ipc, self._dead_of(buf, values, offsets, rejected))
+
+    @staticmethod
+    def _dead_of(
+        buf: Buffer, values: list[bytes], offsets: array[int], rejected: list[Rejected]
+    ) -> list[tuple[Message, Rejected]]:
+        tp, key = buf.tp, buf.msg_key
+        return [(DeadMessage(*tp, offsets[r.index], key, values[r.index]), r) for r in rejected]
+
     async def _encode(self, batch: list[Buffer]) -> list[EncodedBuffer]:
         loop = asyncio.get_running_loop()
 
         async def one(buf: Buffer) -> EncodedBuffer:
+            slices = list(await asyncio.gather(*buf.slices))
+            job = EncodeJob.of(buf, [s.ipc for s in slices])
             async with self._encode_sem:
                 files, rejected = await loop.run_in_executor(
-                    self._pool, encode_files, buf, self._cfg, self._lineage
+                    self._pool, encode_files, job, self._cfg, self._lineage
                 )
-            tp, key = buf.tp, buf.msg_key
-            dead: list[tuple[Message, Rejected]] = [
-                (DeadMessage(*tp, buf.offsets[r.index], key, buf.values[r.index]), r)
-                for r in rejected
-            ]
-            encoded = EncodedBuffer(buf, files, dead, rows=len(buf.values))
+            dead = [d for s in slices for d in s.rejected]
+            dead += self._dead_of(buf, buf.values, buf.offsets, rejected)
+            encoded = EncodedBuffer(buf, files, dead, rows=buf.rows)
             # The messages are in the files now: free them (a retried cycle
             # stores the same files again), keep only what the files weigh.
             self._on_encoded(buf, sum(len(f.parquet) + len(f.sidecar) for f in files))
@@ -200,7 +233,9 @@ class Committer:
         """
         started = time.monotonic()
         await self._gather(  # 1, 2
-            self._put_file(f, parts[e.buffer.tp], e.buffer) for e in encoded for f in e.files
+            partial(self._put_file, f, parts[e.buffer.tp], e.buffer)
+            for e in encoded
+            for f in e.files
         )
         positions = {tp: p.position for tp, p in parts.items()}  # 3
         await self._send_rejected(encoded)
@@ -214,7 +249,7 @@ class Committer:
             new = self._next_state(part, mine, positions[tp])
             if mine or new.next_offset != part.state.next_offset:
                 states[tp] = new
-        await self._gather(self._put_state(parts[tp], s) for tp, s in states.items())  # 5
+        await self._gather(partial(self._put_state, parts[tp], s) for tp, s in states.items())  # 5
         offsets = {tp: s.next_offset for tp, s in states.items() if not parts[tp].fenced}
         await self._commit({tp: o for tp, o in offsets.items() if o is not None})  # 6
         for buf in stored:  # 7
@@ -230,12 +265,18 @@ class Committer:
             state.advance(c)
         return state
 
-    async def _gather(self, coros: Any) -> None:
-        async def limited(coro: Any) -> None:
-            async with self._sem:
-                await coro
+    async def _gather(self, calls: Iterable[Callable[[], Awaitable[None]]]) -> None:
+        """Run ``calls`` at most ``flush_concurrency`` at a time.
 
-        await asyncio.gather(*(limited(c) for c in coros))
+        Calls, not coroutines: one cancelled before its turn never creates its
+        coroutine (a created, never-awaited one is a RuntimeWarning).
+        """
+
+        async def limited(call: Callable[[], Awaitable[None]]) -> None:
+            async with self._sem:
+                await call()
+
+        await asyncio.gather(*(limited(c) for c in calls))
 
     async def _put_file(self, f: EncodedFile, part: Partition, buf: Buffer) -> None:
         await self._store.put(f.paths.data, f.parquet)

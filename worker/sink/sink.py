@@ -21,7 +21,7 @@ from worker.bus.source import Batch, Chunk, Message, Source, TopicPartition
 from worker.config import Settings
 from worker.logging import get_logger
 from worker.records import InvalidReason, InvalidRecordError
-from worker.sink.buffer import Buffer, Partition, Trigger
+from worker.sink.buffer import Buffer, Partition, Slice, Trigger
 from worker.sink.claim import claim_partition
 from worker.sink.committer import Committer
 from worker.sink.layout import BufferKey
@@ -32,6 +32,9 @@ _SCAN_INTERVAL_S = 0.25
 _GAUGE_INTERVAL_S = 1.0
 # One cycle storing while the next ones encode (see Committer.flush for the order).
 _MAX_CYCLES_IN_FLIGHT = 3
+# Buffers per cycle: small cycles pipeline (one stores while the next encodes);
+# the rest of what is due goes in the next cycle.
+_MAX_CYCLE_BUFFERS = 64
 # Buffered bytes, as fractions of sink.max_buffered_bytes: above _SEAL_AT each
 # flush cycle takes the largest buffers worth _SEAL_SLICE; consumption pauses
 # at the cap and resumes under _RESUME_AT.
@@ -75,6 +78,7 @@ class Sink:
         self._next_scan = 0.0
         self._next_gauges = 0.0
         self._cap = self._cfg.max_buffered_bytes
+        self._first_part = 0
         self._keys: dict[tuple[str, bytes], BufferKey] = {}
         self._topic_types = {settings.kafka.topic(dt): dt for dt in self._cfg.data_types}
 
@@ -126,7 +130,8 @@ class Sink:
 
     def _forget(self, part: Partition) -> None:
         for buf in list(part.buffers()):
-            self._account(-buf.approx_bytes, -len(buf.values))
+            self._account(-buf.held_bytes, -buf.rows)
+            buf.dropped = True
         self.parts.pop(part.tp, None)
         with contextlib.suppress(KeyError):
             m.SINK_CONSUMER_LAG.remove(part.tp.topic, str(part.tp.partition))
@@ -176,6 +181,7 @@ class Sink:
         stored file already holds it (replay after a restart).
         """
         max_rows, max_bytes = self._cfg.max_rows, self._cfg.max_bytes
+        ahead = self._cfg.parse_ahead_bytes or max_bytes + 1
         covered, bufs = part.state.covered, part.open
         added_bytes = added_rows = 0
         for offset, key, value in zip(chunk.offsets, chunk.keys, chunk.values, strict=True):
@@ -191,15 +197,37 @@ class Sink:
             buf.last_offset = offset
             size = len(value) + _OVERHEAD_BYTES  # type: ignore[arg-type]
             buf.approx_bytes += size
+            buf.tail_bytes += size
+            buf.rows += 1
             added_bytes += size
             added_rows += 1
-            if len(buf.values) >= max_rows:  # sealed now: the next message opens a new buffer
+            if buf.rows >= max_rows:  # sealed now: the next message opens a new buffer
                 part.seal(buf, "max_rows")
                 self._due_now = True
             elif buf.approx_bytes >= max_bytes:
                 part.seal(buf, "max_bytes")
                 self._due_now = True
+            elif buf.tail_bytes >= ahead:
+                self._parse_ahead(buf)
         self._account(added_bytes, added_rows)
+
+    def _parse_ahead(self, buf: Buffer) -> None:
+        """Hand the buffer's raw tail to an encoder to parse while the buffer fills."""
+        raw = buf.tail_bytes
+        buf.tail_bytes = 0
+        buf.parsed_bytes += raw  # held until parsed
+        task = self._committer.parse_ahead(buf)
+        task.add_done_callback(lambda t: self._parsed(buf, raw, t))
+
+    def _parsed(self, buf: Buffer, raw: int, task: asyncio.Task[Slice]) -> None:
+        """A slice is parsed: count what it holds now instead of its raw messages."""
+        if task.cancelled() or task.exception() is not None or buf.dropped:
+            return  # the flush that awaits this slice reports the failure
+        if buf.in_flight and not buf.slices:  # already encoded and shed
+            return
+        delta = len(task.result().ipc) - raw
+        buf.parsed_bytes += delta
+        self._account(delta, 0)
 
     def _open_buffer(
         self, part: Partition, offset: int, key: bytes | None, value: bytes | None
@@ -285,9 +313,12 @@ class Sink:
         if self.buffered_bytes > _SEAL_AT * self._cap:
             self._seal_for_memory()
         batch: list[Buffer] = []
-        for part in self.parts.values():
-            if not part.fenced:
-                batch += part.due(now, cfg.max_rows, cfg.max_bytes, cfg.max_age_s)
+        parts = list(self.parts.values())
+        self._first_part = (self._first_part + 1) % max(1, len(parts))  # take turns
+        for part in parts[self._first_part :] + parts[: self._first_part]:
+            room = _MAX_CYCLE_BUFFERS - len(batch)
+            if not part.fenced and room > 0:
+                batch += part.due(now, cfg.max_rows, cfg.max_bytes, cfg.max_age_s, room)
         return batch
 
     def _seal_for_memory(self) -> None:
@@ -298,13 +329,13 @@ class Sink:
         and takes the largest buffers first: the biggest files memory allows.
         """
         open_bufs = [(b, p) for p in self.parts.values() if not p.fenced for b in p.open.values()]
-        open_bufs.sort(key=lambda bp: (-bp[0].approx_bytes, bp[0].opened_at))
+        open_bufs.sort(key=lambda bp: (-bp[0].held_bytes, bp[0].opened_at))
         target = _SEAL_SLICE * self._cap
         for buf, part in open_bufs:
             if target <= 0:
                 break
             part.seal(buf, "memory")
-            target -= buf.approx_bytes
+            target -= buf.held_bytes
 
     def _set_paused(self, reason: str, on: bool) -> None:
         was = bool(self._pause_reasons)
@@ -327,15 +358,14 @@ class Sink:
             return
         part.release(buf)
         part.flushed_keys.add(buf.key)
-        self._account(-buf.approx_bytes, -len(buf.values))
+        self._account(-buf.held_bytes, 0)
 
     def _shed(self, buf: Buffer, kept_bytes: int) -> None:
         """``buf`` is encoded: drop its messages; only its files (``kept_bytes``) stay."""
-        part = self.parts.get(buf.tp)
-        if part is not None and buf in part.sealed:  # else _forget already counted it out
-            self._account(kept_bytes - buf.approx_bytes, -len(buf.values))
-            buf.approx_bytes = kept_bytes
-        buf.values, buf.offsets = [], array("q")
+        if not buf.dropped:  # else _forget already counted it out
+            self._account(kept_bytes - buf.held_bytes, -buf.rows)
+        buf.values, buf.offsets, buf.slices = [], array("q"), []
+        buf.tail_bytes, buf.parsed_bytes = 0, kept_bytes
 
     def _account(self, nbytes: int, rows: int) -> None:
         self.buffered_bytes += nbytes

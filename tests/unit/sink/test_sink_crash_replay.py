@@ -77,10 +77,18 @@ async def abandon(sink: Sink, task: asyncio.Task[None]) -> None:
             await t
 
 
+@pytest.mark.parametrize("parse_ahead", [0, 1024], ids=["parse-at-flush", "parse-ahead"])
 @pytest.mark.parametrize("crash_on_put", range(1, 40, 3))
-async def test_exactly_once_after_crash_on_nth_write(tmp_path: Path, crash_on_put: int) -> None:
+async def test_exactly_once_after_crash_on_nth_write(
+    tmp_path: Path, crash_on_put: int, parse_ahead: int
+) -> None:
     cfg = settings(
-        f"file://{tmp_path}", max_rows=40, max_age_s=30, data_types=["trades"], poll_max_records=25
+        f"file://{tmp_path}",
+        max_rows=40,
+        max_age_s=30,
+        data_types=["trades"],
+        poll_max_records=25,
+        parse_ahead_bytes=parse_ahead,
     )
     bus = MemoryBus()
     sent = await publish_all(bus, cfg.kafka.topic(DataType.TRADES))
