@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
 import subprocess
 import tempfile
 import time
@@ -214,6 +215,7 @@ async def main() -> None:
     ap.add_argument("--log-level", default="warning")
     ap.add_argument("--topic", help="reuse this already loaded topic")
     ap.add_argument("--encode-processes", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="(a)+(b) pairs; the median ratio counts")
     args = ap.parse_args()
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     if args.topic:  # reuse a topic loaded by an earlier run
@@ -223,25 +225,39 @@ async def main() -> None:
         ends = await load(bootstrap, topic, args.records, args.symbols, args.compression)
         print(f"topic: {topic} (pass --topic {topic} to reuse it)")
     n = sum(ends.values())
-    bare_s, bare_cpu = await bare_consumer(bootstrap, topic, n)
-    sink_s, files, peak, sink_cpu = await run_sink(topic, ends, args)
-    bare_rate, sink_rate = n / bare_s, n / sink_s
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cpus, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
     )
-    print(f"(a) bare aiokafka consumer: {n:,} rows in {bare_s:.1f} s = {bare_rate:,.0f} rows/s")
+    # The CPU speed of a shared VM drifts by a third between minutes: each
+    # round measures (a) and (b) back to back, and the median ratio counts.
+    ratios, peaks = [], []
+    for round_ in range(1, args.rounds + 1):
+        bare_s, bare_cpu = await bare_consumer(bootstrap, topic, n)
+        sink_s, files, peak, sink_cpu = await run_sink(topic, ends, args)
+        bare_rate, sink_rate = n / bare_s, n / sink_s
+        ratios.append(sink_rate / bare_rate)
+        peaks.append(peak)
+        print(f"round {round_}/{args.rounds}:")
+        print(
+            f"  (a) bare aiokafka consumer: {n:,} rows in {bare_s:.1f} s = {bare_rate:,.0f} rows/s"
+        )
+        print(
+            f"  (b) ticklake sink (max_age_s={args.max_age_s}): {n:,} rows stored in "
+            f"{sink_s:.1f} s = {sink_rate:,.0f} rows/s"
+        )
+        print(f"  ratio (b)/(a): {ratios[-1]:.2f}")
+        print(
+            f"  CPU seconds: bare consumer {bare_cpu:.1f}, sink (all its processes) "
+            f"{sink_cpu:.1f} = {sink_cpu / n * 1e6:.1f} us per row"
+        )
+        print(f"  load average: {os.getloadavg()[0]:.1f}")
+        print(f"  files written: {files:,}; sink peak RSS: {peak / 2**20:,.0f} MiB")
     print(
-        f"(b) ticklake sink (max_age_s={args.max_age_s}): {n:,} rows stored in {sink_s:.1f} s"
-        f" = {sink_rate:,.0f} rows/s"
+        f"median ratio over {args.rounds} rounds: {statistics.median(ratios):.2f} "
+        f"(all: {', '.join(f'{r:.2f}' for r in ratios)}); "
+        f"worst peak RSS: {max(peaks) / 2**20:,.0f} MiB"
     )
-    print(f"ratio (b)/(a): {sink_rate / bare_rate:.2f}")
-    print(
-        f"CPU seconds: bare consumer {bare_cpu:.1f}, sink (all its processes) {sink_cpu:.1f}"
-        f" = {sink_cpu / n * 1e6:.1f} us per row"
-    )
-    print(f"load average during the run: {os.getloadavg()[0]:.1f}")
-    print(f"files written: {files:,}; sink peak RSS: {peak / 2**20:,.0f} MiB")
 
 
 if __name__ == "__main__":

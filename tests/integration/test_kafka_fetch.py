@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.helpers import TopicFactory
 from worker.bus import kafka_fetch
-from worker.bus.source import Chunk
+from worker.bus.source import Chunk, messages_of
 
 Row = tuple[int, int, bytes | None, bytes | None]  # partition, offset, key, value
 
@@ -83,12 +83,12 @@ async def _drain(
             for tp, items in batch.items():
                 for item in items:
                     if isinstance(item, Chunk):
-                        rows += [
-                            (tp.partition, o, k, v)
-                            for o, k, v in zip(item.offsets, item.keys, item.values, strict=True)
-                        ]
+                        got = messages_of(item)
+                        assert len(got) == item.messages
+                        assert got[-1][0] <= item.last_offset
+                        rows += [(tp.partition, o, k, v) for o, k, v in got]
                         # The position never runs ahead of what was handed out.
-                        assert await consumer.position(tp) >= item.offsets[-1] + 1
+                        assert await consumer.position(tp) >= item.last_offset + 1
                     else:
                         rows.append((tp.partition, item.offset, item.key, item.value))
     return sorted(rows)

@@ -5,8 +5,8 @@ fields, a generator step and a list append each): about 3.5 µs per message
 on our 2-core benchmark machine, nearly all of a bare consumer's cost and
 more than the rest of the sink's hot path. The sink needs three fields. For
 a consumer that opts in, this module makes aiokafka's fetcher yield
-:class:`~worker.bus.source.Chunk` s -- offsets, keys, values of about
-:data:`CHUNK_RECORDS` messages -- instead (0.5 µs per message, see
+:class:`~worker.bus.source.Chunk` s -- about :data:`CHUNK_RECORDS`
+messages, their offsets and values grouped by key -- instead (0.5 µs per message, see
 docs/benchmarks.md). Everything else stays aiokafka's own code: fetching,
 positions, seeks, pauses, rebalances, fetch errors, CRC checks.
 
@@ -39,7 +39,7 @@ import aiokafka
 import aiokafka.consumer.fetcher as _fetcher
 from aiokafka.errors import CorruptRecordException
 
-from worker.bus.source import Chunk
+from worker.bus.source import Chunk, KeyRun
 
 TESTED_VERSIONS = frozenset({"0.14.0"})
 # Batches are gathered into one chunk until it holds this many messages.
@@ -64,9 +64,8 @@ class _ChunkedPartitionRecords(_Stock):  # type: ignore[misc]  # aiokafka is unt
         if self._isolation_level != _fetcher.READ_UNCOMMITTED:
             raise ValueError("chunked fetch supports isolation_level=read_uncommitted only")
         records = self._records
-        offsets: list[int] = []
-        keys: list[bytes | None] = []
-        values: list[bytes | None] = []
+        runs: dict[bytes | None, KeyRun] = {}
+        count = 0
         while records.has_next():
             batch = records.next_batch()
             if self._check_crcs and not batch.validate_crc():
@@ -76,17 +75,21 @@ class _ChunkedPartitionRecords(_Stock):  # type: ignore[misc]  # aiokafka is unt
                 for record in batch:
                     offset = record.offset
                     if offset >= low:  # below: a fetch that began inside this batch
-                        offsets.append(offset)
-                        keys.append(record.key)
-                        values.append(record.value)
+                        key = record.key
+                        run = runs.get(key)
+                        if run is None:
+                            run = runs[key] = ([], [])
+                        run[0].append(offset)
+                        run[1].append(record.value)
+                        count += 1
             # Like the stock generator, the next fetch starts after the batch
             # (compaction may have removed its last records).
             self.next_fetch_offset = batch.next_offset
-            if len(offsets) >= CHUNK_RECORDS:
-                yield Chunk(offsets, keys, values)
-                offsets, keys, values = [], [], []
-        if offsets:
-            yield Chunk(offsets, keys, values)
+            if count >= CHUNK_RECORDS:
+                yield Chunk(self.next_fetch_offset - 1, count, runs)
+                runs, count = {}, 0
+        if count:
+            yield Chunk(self.next_fetch_offset - 1, count, runs)
 
 
 def install() -> bool:

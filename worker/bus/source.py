@@ -35,21 +35,42 @@ class Message(Protocol):
     def value(self) -> bytes | None: ...
 
 
-class Chunk(NamedTuple):
-    """Consecutive messages of one partition, column by column, in offset order.
+# One key's messages within a chunk: offsets and values, in offset order.
+KeyRun = tuple[list[int], list[bytes | None]]
 
-    The sink's hot path reads these three lists; nothing builds an object
-    per message (see :mod:`worker.bus.kafka_fetch`).
+
+class Chunk(NamedTuple):
+    """Consecutive messages of one partition, grouped by Kafka key.
+
+    ``runs`` maps each key to its messages in offset order (a key's order is
+    all the sink needs: its buffers are per key). The sink's hot path
+    appends whole runs; nothing builds an object per message (see
+    :mod:`worker.bus.kafka_fetch`).
     """
 
-    offsets: list[int]
-    keys: list[bytes | None]
-    values: list[bytes | None]
+    last_offset: int  # of the last message (the position moves past it)
+    messages: int  # how many
+    runs: dict[bytes | None, KeyRun]
 
 
 def chunk_of(msgs: Sequence[Message]) -> Chunk:
     """Messages (of one partition, in offset order) as one :class:`Chunk`."""
-    return Chunk([m.offset for m in msgs], [m.key for m in msgs], [m.value for m in msgs])
+    runs: dict[bytes | None, KeyRun] = {}
+    for m in msgs:
+        run = runs.get(m.key)
+        if run is None:
+            run = runs[m.key] = ([], [])
+        run[0].append(m.offset)
+        run[1].append(m.value)
+    return Chunk(msgs[-1].offset if msgs else -1, len(msgs), runs)
+
+
+def messages_of(chunk: Chunk) -> list[tuple[int, bytes | None, bytes | None]]:
+    """(offset, key, value) of every message of ``chunk``, in offset order."""
+    out = [
+        (o, k, v) for k, (offs, vals) in chunk.runs.items() for o, v in zip(offs, vals, strict=True)
+    ]
+    return sorted(out, key=lambda m: m[0])
 
 
 Batch = Mapping[TopicPartition, Sequence[Chunk]]

@@ -168,23 +168,56 @@ class Sink:
             if part is None or part.fenced:
                 continue
             for chunk in chunks:
-                if chunk.offsets:
+                if chunk.messages:
                     self._ingest(part, chunk)
-                    part.position = chunk.offsets[-1] + 1
-                    m.SINK_RECORDS_CONSUMED.labels(tp[0]).inc(len(chunk.offsets))
+                    part.position = chunk.last_offset + 1
+                    m.SINK_RECORDS_CONSUMED.labels(tp[0]).inc(chunk.messages)
 
     def _ingest(self, part: Partition, chunk: Chunk) -> None:
         """The hot path: append raw message bytes to their key's buffer.
 
-        Nothing is parsed here (that happens in bulk at flush, in the encoder
-        processes); a message joins the buffer of its Kafka key, unless a
-        stored file already holds it (replay after a restart).
+        Nothing is parsed here (that happens in the encoder processes). A
+        key's run of messages joins its open buffer in one step when no
+        trigger falls inside the run and no stored file may hold any of it;
+        otherwise message by message (:meth:`_ingest_run`).
         """
         max_rows, max_bytes = self._cfg.max_rows, self._cfg.max_bytes
         ahead = self._cfg.parse_ahead_bytes or max_bytes + 1
         covered, bufs = part.state.covered, part.open
         added_bytes = added_rows = 0
-        for offset, key, value in zip(chunk.offsets, chunk.keys, chunk.values, strict=True):
+        for key, (offsets, values) in chunk.runs.items():
+            buf = bufs.get(key)  # type: ignore[arg-type]  # None keys open no buffer
+            if buf is not None and not covered and None not in values:
+                n = len(offsets)
+                size = sum(map(len, values)) + n * _OVERHEAD_BYTES  # type: ignore[arg-type]
+                if (
+                    buf.rows + n < max_rows
+                    and buf.approx_bytes + size < max_bytes
+                    and buf.tail_bytes + size < ahead
+                ):
+                    buf.values += values  # type: ignore[arg-type]  # no None (checked)
+                    buf.offsets.extend(offsets)
+                    buf.last_offset = offsets[-1]
+                    buf.rows += n
+                    buf.approx_bytes += size
+                    buf.tail_bytes += size
+                    added_bytes += size
+                    added_rows += n
+                    continue
+            added = self._ingest_run(part, key, offsets, values)
+            added_bytes += added[0]
+            added_rows += added[1]
+        self._account(added_bytes, added_rows)
+
+    def _ingest_run(
+        self, part: Partition, key: bytes | None, offsets: list[int], values: list[bytes | None]
+    ) -> tuple[int, int]:
+        """One key's run, message by message: replays, new buffers, triggers."""
+        max_rows, max_bytes = self._cfg.max_rows, self._cfg.max_bytes
+        ahead = self._cfg.parse_ahead_bytes or max_bytes + 1
+        covered, bufs = part.state.covered, part.open
+        added_bytes = added_rows = 0
+        for offset, value in zip(offsets, values, strict=True):
             if covered and self._replayed(part, key, offset):
                 continue
             buf = bufs.get(key)  # type: ignore[arg-type]  # None keys open no buffer
@@ -192,10 +225,10 @@ class Sink:
                 buf = self._open_buffer(part, offset, key, value)
                 if buf is None:
                     continue
-            buf.values.append(value)  # type: ignore[arg-type]  # None values open no buffer
+            buf.values.append(value)  # type: ignore[arg-type]  # decoded as not JSON at flush
             buf.offsets.append(offset)
             buf.last_offset = offset
-            size = len(value) + _OVERHEAD_BYTES  # type: ignore[arg-type]
+            size = len(value or b"") + _OVERHEAD_BYTES
             buf.approx_bytes += size
             buf.tail_bytes += size
             buf.rows += 1
@@ -209,7 +242,7 @@ class Sink:
                 self._due_now = True
             elif buf.tail_bytes >= ahead:
                 self._parse_ahead(buf)
-        self._account(added_bytes, added_rows)
+        return added_bytes, added_rows
 
     def _parse_ahead(self, buf: Buffer) -> None:
         """Hand the buffer's raw tail to an encoder to parse while the buffer fills."""
