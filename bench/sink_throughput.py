@@ -145,14 +145,20 @@ def sink_config(workdir: Path, topic: str, bucket: str, group: str, args: Any) -
     return path
 
 
-async def stored(store: S3Store, group: str, topic: str, ends: dict[int, int]) -> bool:
+async def stored(
+    store: S3Store, group: str, topic: str, ends: dict[int, int], done: set[int]
+) -> bool:
+    """Every partition's state object says all is stored (``done``: those already seen so)."""
     for part, end in ends.items():
+        if part in done:
+            continue
         try:
             state = orjson.loads((await store.get(f"_state/{group}/{topic}/{part}.json")).data)
         except Exception:
             return False
         if (state.get("next_offset") or 0) < end:
             return False
+        done.add(part)
     return True
 
 
@@ -173,6 +179,7 @@ async def run_sink(topic: str, ends: dict[int, int], args: Any) -> tuple[float, 
         stderr=subprocess.STDOUT,
     )
     peak, ps, next_check = 0, psutil.Process(proc.pid), 0.0
+    done: set[int] = set()
     try:
         while True:
             # The sink and its encoder processes together.
@@ -182,7 +189,7 @@ async def run_sink(topic: str, ends: dict[int, int], args: Any) -> tuple[float, 
                 raise RuntimeError(f"sink exited with {proc.returncode}; see {workdir}/sink.log")
             if time.perf_counter() >= next_check:
                 next_check = time.perf_counter() + 0.5
-                if await stored(store, group, topic, ends):
+                if await stored(store, group, topic, ends, done):
                     break
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started

@@ -32,7 +32,7 @@ from worker.sink.layout import (
     file_paths,
     file_stem,
 )
-from worker.sink.parse import Rejected, parse_batch
+from worker.sink.parse import Raw, Rejected, parse_batch
 from worker.sink.quality import QualityReport, check_batch
 
 
@@ -61,7 +61,7 @@ class EncodeJob:
     last_offset: int
     sealed: str | None
     parsed: list[bytes]  # Arrow IPC streams from parse_slice, in offset order
-    values: list[bytes]  # the rest, still raw
+    values: Raw  # the rest, still raw
     offsets: array[int]
 
     @classmethod
@@ -73,7 +73,7 @@ class EncodeJob:
             buf.last_offset,
             buf.sealed,
             parsed,
-            buf.values,
+            Raw.of(buf.values),
             buf.offsets,
         )
 
@@ -108,7 +108,7 @@ _OFFSET = "__offset"  # the Kafka offset of each row, beside the lake columns in
 
 
 def parse_slice(
-    data_type: DataType, key: tuple[str, str], values: list[bytes], offsets: array[int]
+    data_type: DataType, key: tuple[str, str], values: Raw, offsets: array[int]
 ) -> tuple[bytes, list[Rejected]]:
     """Parse part of a buffer ahead of its flush: lake rows (with offsets) as Arrow IPC.
 
@@ -136,7 +136,7 @@ def encode_files(
     spec = SPECS[job.key.data_type]
     tables = [pa.ipc.open_stream(ipc).read_all() for ipc in job.parsed]
     rejected: list[Rejected] = []
-    if job.values or not tables:
+    if len(job.values) or not tables:
         key = (job.key.exchange, job.key.symbol)
         parsed = parse_batch(spec, job.values, job.offsets, key)
         tables.append(parsed.table.append_column(_OFFSET, parsed.offsets))

@@ -34,7 +34,7 @@ from worker.sink.batch import (
 )
 from worker.sink.buffer import Buffer, Partition, Slice
 from worker.sink.layout import Destination, state_path
-from worker.sink.parse import Rejected
+from worker.sink.parse import Raw, Rejected
 from worker.storage import PreconditionFailedError, Store
 
 log = get_logger("sink.committer")
@@ -163,7 +163,7 @@ class Committer:
         key = (buf.key.exchange, buf.key.symbol)
         async with self._encode_sem:
             ipc, rejected = await loop.run_in_executor(
-                self._pool, parse_slice, buf.key.data_type, key, values, offsets
+                self._pool, parse_slice, buf.key.data_type, key, Raw.of(values), offsets
             )
         return Slice(ipc, self._dead_of(buf, values, offsets, rejected))
 

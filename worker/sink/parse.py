@@ -12,6 +12,7 @@ dead-letter topic. Both paths accept and refuse exactly the same messages.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -48,6 +49,41 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
+class Raw:
+    """Messages as one newline-joined blob and their lengths (-1: a None value).
+
+    One bytes object pickles to an encoder process as a single copy, and is
+    what the bulk JSON reader reads; :meth:`values` splits it again for the
+    message-by-message path.
+    """
+
+    blob: bytes
+    lengths: array[int]
+
+    @classmethod
+    def of(cls, values: Sequence[bytes | None]) -> Raw:
+        if None in values:
+            lengths = array("q", [-1 if v is None else len(v) for v in values])
+            return cls(b"\n".join(v or b"" for v in values), lengths)
+        return cls(b"\n".join(values), array("q", map(len, values)))  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def has_none(self) -> bool:
+        return -1 in self.lengths
+
+    def values(self) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        start = 0
+        for n in self.lengths:
+            out.append(None if n < 0 else self.blob[start : start + n])
+            start += max(n, 0) + 1
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Parsed:
     table: pa.Table  # lake schema, offset order, valid rows only
     offsets: pa.Array  # int64, the Kafka offset of each row of ``table``
@@ -62,16 +98,20 @@ def message_schema(spec: Spec) -> pa.Schema:
 
 
 def parse_batch(
-    spec: Spec, values: list[bytes], offsets: array[int], key: tuple[str, str]
+    spec: Spec,
+    values: Sequence[bytes | None] | Raw,
+    offsets: array[int],
+    key: tuple[str, str],
 ) -> Parsed:
     """Parse the messages of one buffer (all with Kafka key ``exchange:symbol`` = ``key``)."""
+    raw = values if isinstance(values, Raw) else Raw.of(values)
     try:
-        table = _bulk(spec, values)
+        table = _bulk(spec, raw)
     except (pa.ArrowInvalid, pa.ArrowTypeError, _BulkRefusedError):
-        return _one_by_one(spec, values, offsets, key)
+        return _one_by_one(spec, raw.values(), offsets, key)
     bad = _invalid_rows(spec, table, key)
     if bad:  # a few bad messages: let decode() say why, keep the rest
-        return _one_by_one(spec, values, offsets, key)
+        return _one_by_one(spec, raw.values(), offsets, key)
     return Parsed(_to_lake(spec, table), pa.array(offsets, type=pa.int64()), [])
 
 
@@ -79,19 +119,18 @@ class _BulkRefusedError(Exception):
     """The bulk reader's view does not line up with the messages."""
 
 
-def _bulk(spec: Spec, values: list[bytes]) -> pa.Table:
-    if any(v is None for v in values):
+def _bulk(spec: Spec, raw: Raw) -> pa.Table:
+    if raw.has_none:
         raise _BulkRefusedError
-    data = b"\n".join(values)
     table = pajson.read_json(
-        pa.BufferReader(data),
+        pa.BufferReader(raw.blob),
         # One thread: the encoders are processes already; threads only add overhead.
         read_options=pajson.ReadOptions(use_threads=False, block_size=_BLOCK_BYTES),
         parse_options=pajson.ParseOptions(
             explicit_schema=message_schema(spec), unexpected_field_behavior="ignore"
         ),
     )
-    if table.num_rows != len(values):  # e.g. a message with a raw newline inside
+    if table.num_rows != len(raw):  # e.g. a message with a raw newline inside
         raise _BulkRefusedError
     return table
 
@@ -139,7 +178,7 @@ def _levels(col: pa.ChunkedArray) -> pa.Array:
 
 
 def _one_by_one(
-    spec: Spec, values: list[bytes], offsets: array[int], key: tuple[str, str]
+    spec: Spec, values: list[bytes | None], offsets: array[int], key: tuple[str, str]
 ) -> Parsed:
     rows: list[Record] = []
     kept: list[int] = []

@@ -73,3 +73,17 @@ def test_pretty_printed_message_still_parses() -> None:
     )
     parsed = parse(DataType.TRADES, [value, encode(DataType.TRADES, trade(2))])
     assert rows_of([parsed.table]) == [trade(1), trade(2)]
+
+
+def test_raw_blob_gives_back_every_message() -> None:
+    from worker.sink.parse import Raw
+
+    values = [b'{"a":1}', None, b"", b'{\n "pretty": true\n}', b"x"]
+    raw = Raw.of(values)
+    assert len(raw) == 5
+    assert raw.has_none
+    assert raw.values() == values
+    plain = Raw.of([b"ab", b"c"])
+    assert plain.blob == b"ab\nc"
+    assert not plain.has_none
+    assert plain.values() == [b"ab", b"c"]
