@@ -179,12 +179,15 @@ async def run_sink(topic: str, ends: dict[int, int], args: Any) -> tuple[float, 
         stderr=subprocess.STDOUT,
     )
     peak, ps, next_check = 0, psutil.Process(proc.pid), 0.0
+    peak_split: list[int] = []
     done: set[int] = set()
     try:
         while True:
             # The sink and its encoder processes together.
             procs = [ps, *ps.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs))
+            rss = [p.memory_info().rss for p in procs]
+            if sum(rss) > peak:
+                peak, peak_split = sum(rss), rss
             if proc.poll() is not None:
                 raise RuntimeError(f"sink exited with {proc.returncode}; see {workdir}/sink.log")
             if time.perf_counter() >= next_check:
@@ -193,6 +196,10 @@ async def run_sink(topic: str, ends: dict[int, int], args: Any) -> tuple[float, 
                     break
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
+        print(
+            "peak RSS by process (sink first), MiB: "
+            + ", ".join(f"{r / 2**20:.0f}" for r in peak_split)
+        )
         cpu = _cpu_seconds(ps)
         files = [k for k in await store.list() if k.endswith(".parquet")]
     finally:
@@ -218,7 +225,7 @@ async def main() -> None:
     ap.add_argument("--symbols", type=int, default=500)
     ap.add_argument("--compression", default="lz4", choices=["gzip", "lz4", "zstd", "none"])
     ap.add_argument("--max-age-s", type=float, default=5.0)
-    ap.add_argument("--max-buffered-mib", type=int, default=384)
+    ap.add_argument("--max-buffered-mib", type=int, default=320)
     ap.add_argument("--log-level", default="warning")
     ap.add_argument("--topic", help="reuse this already loaded topic")
     ap.add_argument("--encode-processes", type=int, default=2)

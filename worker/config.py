@@ -112,8 +112,8 @@ class SinkConfig(_Model):
     max_rows: int = Field(default=100_000, gt=0)
     max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_age_s: float = Field(default=60.0, gt=0)
-    # 384 MiB keeps the sink and its encoder processes under 1 GiB RSS (docs/benchmarks.md).
-    max_buffered_bytes: int = Field(default=384 * 1024 * 1024, gt=0)
+    # 320 MiB keeps the sink and its encoder processes under 1 GiB RSS (docs/benchmarks.md).
+    max_buffered_bytes: int = Field(default=320 * 1024 * 1024, gt=0)
     shutdown_deadline_s: float = Field(default=30.0, gt=0)
     compression: Literal["snappy", "zstd"] = "snappy"
     row_group_rows: int = Field(default=128 * 1024, gt=0)

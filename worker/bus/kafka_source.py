@@ -78,8 +78,9 @@ class KafkaSource:
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
+            # Fetched, not yet consumed data sits outside the buffer cap: keep it small.
+            max_partition_fetch_bytes=2 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
             # A revoke may flush buffers to S3; give it room before the group moves on.
             max_poll_interval_ms=300_000,
             session_timeout_ms=session_timeout_ms,

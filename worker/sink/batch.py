@@ -66,15 +66,9 @@ class EncodeJob:
 
     @classmethod
     def of(cls, buf: Buffer, parsed: list[bytes]) -> EncodeJob:
+        raw = Raw(b"\n".join(buf.blobs), buf.lengths)
         return cls(
-            buf.key,
-            buf.tp,
-            buf.first_offset,
-            buf.last_offset,
-            buf.sealed,
-            parsed,
-            Raw.of(buf.values),
-            buf.offsets,
+            buf.key, buf.tp, buf.first_offset, buf.last_offset, buf.sealed, parsed, raw, buf.offsets
         )
 
 

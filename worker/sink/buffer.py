@@ -19,7 +19,7 @@ from typing import Literal
 
 from worker.bus.source import Message, TopicPartition
 from worker.sink.layout import BufferKey
-from worker.sink.parse import Rejected
+from worker.sink.parse import Raw, Rejected
 from worker.sink.state import PartitionState
 
 Trigger = Literal["max_rows", "max_bytes", "max_age", "revoke", "shutdown", "memory", "replay"]
@@ -42,7 +42,11 @@ class Buffer:
     first_offset: int
     msg_key: bytes  # the Kafka key of every message here
     opened_at: float = field(default_factory=time.monotonic)
-    values: list[bytes] = field(default_factory=list)  # the raw tail
+    # The raw tail: runs of messages, each run newline-joined into one bytes
+    # (a few large objects instead of one small object per message), the
+    # length of each message (-1: None) and its offset.
+    blobs: list[bytes] = field(default_factory=list)
+    lengths: array[int] = field(default_factory=lambda: array("q"))
     offsets: array[int] = field(default_factory=lambda: array("q"))
     slices: list[asyncio.Future[Slice]] = field(default_factory=list)  # before the tail
     last_offset: int = -1
@@ -53,6 +57,13 @@ class Buffer:
     sealed: Trigger | None = None  # set: takes no more messages, flushes next cycle
     in_flight: bool = False  # taken by a flush cycle that has not finished
     dropped: bool = False  # its partition was revoked: no longer counted
+
+    def take_tail(self) -> tuple[Raw, array[int]]:
+        """The raw tail (as :class:`Raw`) and its offsets; the buffer's tail is empty after."""
+        raw = Raw(b"\n".join(self.blobs), self.lengths)
+        offsets = self.offsets
+        self.blobs, self.lengths, self.offsets = [], array("q"), array("q")
+        return raw, offsets
 
     @property
     def held_bytes(self) -> int:

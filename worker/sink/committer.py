@@ -152,26 +152,27 @@ class Committer:
 
     def parse_ahead(self, buf: Buffer) -> asyncio.Task[Slice]:
         """Start parsing ``buf``'s raw tail in an encoder; the buffer keeps the task."""
-        values, offsets = buf.values, buf.offsets
-        buf.values, buf.offsets = [], array("q")
-        task = asyncio.ensure_future(self._parse_slice(buf, values, offsets))
+        raw, offsets = buf.take_tail()
+        task = asyncio.ensure_future(self._parse_slice(buf, raw, offsets))
         buf.slices.append(task)
         return task
 
-    async def _parse_slice(self, buf: Buffer, values: list[bytes], offsets: array[int]) -> Slice:
+    async def _parse_slice(self, buf: Buffer, raw: Raw, offsets: array[int]) -> Slice:
         loop = asyncio.get_running_loop()
         key = (buf.key.exchange, buf.key.symbol)
         async with self._encode_sem:
             ipc, rejected = await loop.run_in_executor(
-                self._pool, parse_slice, buf.key.data_type, key, Raw.of(values), offsets
+                self._pool, parse_slice, buf.key.data_type, key, raw, offsets
             )
-        return Slice(ipc, self._dead_of(buf, values, offsets, rejected))
+        return Slice(ipc, self._dead_of(buf, raw, offsets, rejected))
 
     @staticmethod
     def _dead_of(
-        buf: Buffer, values: list[bytes], offsets: array[int], rejected: list[Rejected]
+        buf: Buffer, raw: Raw, offsets: array[int], rejected: list[Rejected]
     ) -> list[tuple[Message, Rejected]]:
-        tp, key = buf.tp, buf.msg_key
+        if not rejected:
+            return []
+        tp, key, values = buf.tp, buf.msg_key, raw.values()
         return [(DeadMessage(*tp, offsets[r.index], key, values[r.index]), r) for r in rejected]
 
     async def _encode(self, batch: list[Buffer]) -> list[EncodedBuffer]:
@@ -185,7 +186,7 @@ class Committer:
                     self._pool, encode_files, job, self._cfg, self._lineage
                 )
             dead = [d for s in slices for d in s.rejected]
-            dead += self._dead_of(buf, buf.values, buf.offsets, rejected)
+            dead += self._dead_of(buf, job.values, job.offsets, rejected)
             encoded = EncodedBuffer(buf, files, dead, rows=buf.rows)
             # The messages are in the files now: free them (a retried cycle
             # stores the same files again), keep only what the files weigh.

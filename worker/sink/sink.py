@@ -39,8 +39,9 @@ _MAX_CYCLE_BUFFERS = 64
 # flush cycle takes the largest buffers worth _SEAL_SLICE; consumption pauses
 # at the cap and resumes under _RESUME_AT.
 _SEAL_AT, _SEAL_SLICE, _RESUME_AT = 0.7, 0.1, 0.9
-# Per buffered message beyond its bytes: the bytes object, list slot, offset.
-_OVERHEAD_BYTES = 56
+# Per buffered message beyond its bytes: its length and offset (8 B each) and its
+# share of its run's bytes-object header.
+_OVERHEAD_BYTES = 24
 
 
 class Sink:
@@ -195,7 +196,8 @@ class Sink:
                     and buf.approx_bytes + size < max_bytes
                     and buf.tail_bytes + size < ahead
                 ):
-                    buf.values += values  # type: ignore[arg-type]  # no None (checked)
+                    buf.blobs.append(b"\n".join(values))  # type: ignore[arg-type]  # no None
+                    buf.lengths.extend(map(len, values))  # type: ignore[arg-type]
                     buf.offsets.extend(offsets)
                     buf.last_offset = offsets[-1]
                     buf.rows += n
@@ -225,7 +227,8 @@ class Sink:
                 buf = self._open_buffer(part, offset, key, value)
                 if buf is None:
                     continue
-            buf.values.append(value)  # type: ignore[arg-type]  # decoded as not JSON at flush
+            buf.blobs.append(value or b"")  # a None value: refused as not JSON at parse
+            buf.lengths.append(-1 if value is None else len(value))
             buf.offsets.append(offset)
             buf.last_offset = offset
             size = len(value or b"") + _OVERHEAD_BYTES
@@ -397,7 +400,7 @@ class Sink:
         """``buf`` is encoded: drop its messages; only its files (``kept_bytes``) stay."""
         if not buf.dropped:  # else _forget already counted it out
             self._account(kept_bytes - buf.held_bytes, -buf.rows)
-        buf.values, buf.offsets, buf.slices = [], array("q"), []
+        buf.blobs, buf.lengths, buf.offsets, buf.slices = [], array("q"), array("q"), []
         buf.tail_bytes, buf.parsed_bytes = 0, kept_bytes
 
     def _account(self, nbytes: int, rows: int) -> None:

@@ -15,7 +15,7 @@ B = BufferKey("x", "C/D", DataType.TRADES)
 
 def buf(key: BufferKey, first: int, rows: int = 1, nbytes: int = 10, age: float = 0) -> Buffer:
     b = Buffer(key, TP, first, f"x:{key.symbol}".encode(), opened_at=100.0 - age)
-    b.values = [b"{}"] * rows
+    b.blobs = [b"{}"] * rows
     b.rows = rows
     b.last_offset = first + rows - 1
     b.approx_bytes = nbytes
