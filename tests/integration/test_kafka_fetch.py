@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.helpers import TopicFactory
 from worker.bus import kafka_fetch
-from worker.bus.source import Chunk, messages_of
+from worker.bus.source import Chunk
 
 Row = tuple[int, int, bytes | None, bytes | None]  # partition, offset, key, value
 
@@ -58,6 +58,14 @@ async def _produce_mixed(bootstrap: str, topic: str) -> None:
             await tx.send(topic, b"after-abort", key=b"binance:TX/USDT")
     finally:
         await tx.stop()
+
+
+def messages_of(chunk: Chunk) -> list[tuple[int, bytes | None, bytes | None]]:
+    """(offset, key, value) of every message of ``chunk``, in offset order."""
+    out = [
+        (o, k, v) for k, (offs, vals) in chunk.runs.items() for o, v in zip(offs, vals, strict=True)
+    ]
+    return sorted(out, key=lambda m: m[0])
 
 
 def _consumer(bootstrap: str, *, chunked: bool) -> AIOKafkaConsumer:

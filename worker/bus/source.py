@@ -65,14 +65,6 @@ def chunk_of(msgs: Sequence[Message]) -> Chunk:
     return Chunk(msgs[-1].offset if msgs else -1, len(msgs), runs)
 
 
-def messages_of(chunk: Chunk) -> list[tuple[int, bytes | None, bytes | None]]:
-    """(offset, key, value) of every message of ``chunk``, in offset order."""
-    out = [
-        (o, k, v) for k, (offs, vals) in chunk.runs.items() for o, v in zip(offs, vals, strict=True)
-    ]
-    return sorted(out, key=lambda m: m[0])
-
-
 Batch = Mapping[TopicPartition, Sequence[Chunk]]
 
 

@@ -1,7 +1,7 @@
-"""Raw messages of one buffer to an Arrow table of the lake schema, in bulk.
+"""Raw messages of a buffer to an Arrow table of the lake schema, in bulk.
 
-The hot path keeps message bytes as they came; here, in a worker thread,
-pyarrow's JSON reader parses the whole batch in C++ (no GIL) against the
+The hot path keeps message bytes as they came; here, in an encoder process,
+pyarrow's JSON reader parses a slice or a tail in C++ against the
 data type's message schema, and the contract checks run vectorised. Only a
 batch the bulk reader refuses (a string where a number belongs, a float
 time, a pretty-printed message) takes the slow path: ``records.decode``

@@ -1,9 +1,11 @@
-"""The sink: consume, decode, buffer; hand due buffers to the committer.
+"""The sink: consume, buffer, parse ahead; hand due buffers to the committer.
 
-The hot path (:meth:`Sink._ingest`) does one ``records.decode`` and a dict
-append per message; Arrow is built only at flush time, in a thread.
-Flush cycles run as a background task while consumption goes on; the
-committer serialises them (see committer.py for the invariant).
+The hot path (:meth:`Sink._ingest`) appends each key's run of raw messages
+to its buffer, nothing parsed; every ``parse_ahead_bytes`` of raw tail goes
+to an encoder process to become Arrow (docs/architecture.md, *Flush
+triggers and memory*). Flush cycles run as background tasks while
+consumption goes on; the committer stores them one at a time, in order
+(see committer.py for the invariant).
 """
 
 from __future__ import annotations
