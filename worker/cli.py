@@ -53,9 +53,14 @@ def check_config(config: ConfigOpt = None) -> None:
 @app.command()
 def sink(config: ConfigOpt = None) -> None:
     """Consume ticks from Kafka and write quality-checked Parquet to the lake."""
+    settings = _load(config)
+    if settings.sink.encode_processes:
+        from worker.sink import forkserver
+
+        forkserver.start()  # imports pyarrow in parallel with the imports below
     from worker.sink.app import run_sink
 
-    raise typer.Exit(asyncio.run(run_sink(_load(config))))
+    raise typer.Exit(asyncio.run(run_sink(settings)))
 
 
 @app.command()

@@ -8,7 +8,11 @@ and the rest at its flush (:func:`encode_files`).
 from __future__ import annotations
 
 import hashlib
+import os
+import select
 import signal
+import threading
+import time
 from array import array
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -87,11 +91,35 @@ def warm() -> None:
     """Submitted once per encoder process at start: imports this module (pyarrow) early."""
 
 
-def encoder_init() -> None:
+def encoder_init(sink_pid: int | None = None) -> None:
     """Encoder processes ignore SIGINT: Ctrl-C in a terminal signals the whole
     process group, and the parent still needs its encoders for the final flush.
-    They exit when the parent shuts the pool down."""
+    They exit when the sink shuts the pool down, or when it dies (SIGKILL):
+    a worker blocked on its task queue would otherwise live on as an orphan."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sink_pid is not None:
+        threading.Thread(target=_exit_with, args=(sink_pid,), daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfds (not Linux >= 5.3): poll
+        while _alive(pid):
+            time.sleep(1.0)
+    else:
+        select.select([fd], [], [])  # readable once the process has exited
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _iso(ms: int) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import multiprocessing
+import os
 import random
 import time
 from array import array
@@ -23,6 +23,7 @@ from worker.bus.memory import MemoryMessage as DeadMessage
 from worker.bus.source import CommitError, Message, Source, TopicPartition
 from worker.config import Settings
 from worker.logging import get_logger
+from worker.sink import forkserver
 from worker.sink.batch import (
     EncodedBuffer,
     EncodedFile,
@@ -45,12 +46,16 @@ def _encoder_pool(processes: int) -> Executor:
 
     Worker processes by default: the consumer loop holds the GIL nearly all
     the time, and pyarrow calls from a thread queue for it after every call.
+    They fork from a forkserver that imported pyarrow once (worker/sink/forkserver.py).
     0: threads of this process (tests, the in-process ``ticklake run``).
     """
     if processes == 0:
         return ThreadPoolExecutor(2, "encode")
     pool = ProcessPoolExecutor(
-        processes, mp_context=multiprocessing.get_context("spawn"), initializer=encoder_init
+        processes,
+        mp_context=forkserver.context(),
+        initializer=encoder_init,
+        initargs=(os.getpid(),),
     )
     for _ in range(processes):
         pool.submit(warm)
@@ -151,19 +156,27 @@ class Committer:
             log.info("flush_recovered", attempts=attempt + 1)
 
     def parse_ahead(self, buf: Buffer) -> asyncio.Task[Slice]:
-        """Start parsing ``buf``'s raw tail in an encoder; the buffer keeps the task."""
+        """Start parsing ``buf``'s raw tail in an encoder; the buffer keeps the task.
+
+        Submitted to the pool right here, not from a task: the consumer loop
+        runs long stretches without yielding, and encoders fed only between
+        them would idle most of the time.
+        """
         raw, offsets = buf.take_tail()
-        task = asyncio.ensure_future(self._parse_slice(buf, raw, offsets))
+        key = (buf.key.exchange, buf.key.symbol)
+        job = self._pool.submit(parse_slice, buf.key.data_type, key, raw, offsets)
+        task = asyncio.ensure_future(self._slice(buf, raw, offsets, asyncio.wrap_future(job)))
         buf.slices.append(task)
         return task
 
-    async def _parse_slice(self, buf: Buffer, raw: Raw, offsets: array[int]) -> Slice:
-        loop = asyncio.get_running_loop()
-        key = (buf.key.exchange, buf.key.symbol)
-        async with self._encode_sem:
-            ipc, rejected = await loop.run_in_executor(
-                self._pool, parse_slice, buf.key.data_type, key, raw, offsets
-            )
+    async def _slice(
+        self,
+        buf: Buffer,
+        raw: Raw,
+        offsets: array[int],
+        job: asyncio.Future[tuple[bytes, list[Rejected]]],
+    ) -> Slice:
+        ipc, rejected = await job
         return Slice(ipc, self._dead_of(buf, raw, offsets, rejected))
 
     @staticmethod

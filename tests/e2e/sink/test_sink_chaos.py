@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 
+import psutil
 import pytest
 
 from tests.e2e.sink.harness import (
@@ -34,8 +35,13 @@ async def test_sigkill_at_random_moments(lake: Lake) -> None:
         # Once it owns partitions and stores files, kill it somewhere in a flush cycle.
         await lake.wait_log(f"sink{n}", '"event": "flush"', timeout_s=30)
         await asyncio.sleep(jitter(0.0, 1.5))
+        helpers = psutil.Process(proc.pid).children(recursive=True)  # forkserver, encoders
+        assert helpers, "the sink encodes in helper processes"
         proc.kill()  # SIGKILL: no flush, no commit, no goodbye
         proc.wait(10)
+        # Its helper processes go with it: no orphans holding memory.
+        _, alive = psutil.wait_procs(helpers, timeout=10)
+        assert alive == []
     await produce
     final = lake.start_sink("final")
     await wait_all_stored(lake, producer)
