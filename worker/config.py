@@ -112,6 +112,12 @@ class SinkConfig(_Model):
     max_rows: int = Field(default=100_000, gt=0)
     max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_age_s: float = Field(default=60.0, gt=0)
+    # A partition that is caught up and has received nothing for this long
+    # flushes all its buffers (the stream paused: a backfill ended, a collector
+    # stopped), instead of waiting out max_age_s. 0: off. Like Flink's
+    # inactivity interval, but per partition: one quiet symbol among busy ones
+    # never triggers it, so it makes no tiny files.
+    idle_flush_s: float = Field(default=0.0, ge=0)
     # 320 MiB keeps the sink and its encoder processes under 1 GiB RSS (docs/benchmarks.md).
     max_buffered_bytes: int = Field(default=320 * 1024 * 1024, gt=0)
     shutdown_deadline_s: float = Field(default=30.0, gt=0)
@@ -129,7 +135,7 @@ class SinkConfig(_Model):
     retry_backoff_max_s: float = Field(default=10.0, gt=0)
     # A buffer's raw messages are parsed in the background each time they reach
     # this size (less memory, encoders busy while buffers fill); 0: at flush only.
-    parse_ahead_bytes: int = Field(default=512 * 1024, ge=0)
+    parse_ahead_bytes: int = Field(default=256 * 1024, ge=0)
     # Processes that parse and encode batches (0: threads of the sink process).
     encode_processes: int = Field(default=2, ge=0)
     # Read aiokafka's record batches column-wise (worker/bus/kafka_fetch.py);

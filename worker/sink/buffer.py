@@ -22,7 +22,9 @@ from worker.sink.layout import BufferKey
 from worker.sink.parse import Raw, Rejected
 from worker.sink.state import PartitionState
 
-Trigger = Literal["max_rows", "max_bytes", "max_age", "revoke", "shutdown", "memory", "replay"]
+Trigger = Literal[
+    "max_rows", "max_bytes", "max_age", "idle", "revoke", "shutdown", "memory", "replay"
+]
 
 
 @dataclass(slots=True)
@@ -92,6 +94,7 @@ class Partition:
     state: PartitionState
     etag: str | None = None  # of our last state write (conditional writes)
     position: int | None = None  # last consumed offset + 1
+    last_record_at: float = field(default_factory=time.monotonic)  # when one last came
     open: dict[bytes, Buffer] = field(default_factory=dict)  # by Kafka message key
     sealed: list[Buffer] = field(default_factory=list)  # not taking rows; flushing or due
     fenced: bool = False  # a newer owner wrote our state: stop writing
@@ -147,6 +150,12 @@ class Partition:
         for buf in picked.values():
             buf.in_flight = True
         return list(picked.values())
+
+    def idle(self, now: float, idle_s: float, highwater: int | None) -> bool:
+        """Caught up (nothing left to fetch) and nothing new for ``idle_s``."""
+        caught_up = highwater is not None and self.position is not None
+        caught_up = caught_up and self.position >= highwater  # type: ignore[operator]
+        return bool(self.open) and caught_up and now - self.last_record_at >= idle_s
 
     def all_for_flush(self, trigger: Trigger) -> list[Buffer]:
         """Every buffer (one per key) for a revoke or shutdown flush."""

@@ -166,12 +166,14 @@ class Sink:
                 return
 
     def _ingest_batch(self, batch: Batch) -> None:
+        now = time.monotonic()
         for tp, chunks in batch.items():
             part = self.parts.get(TopicPartition(*tp))
             if part is None or part.fenced:
                 continue
             for chunk in chunks:
                 if chunk.messages:
+                    part.last_record_at = now
                     self._ingest(part, chunk)
                     part.position = chunk.last_offset + 1
                     m.SINK_RECORDS_CONSUMED.labels(tp[0]).inc(chunk.messages)
@@ -350,6 +352,11 @@ class Sink:
         cfg = self._cfg
         if self.buffered_bytes > _SEAL_AT * self._cap:
             self._seal_for_memory()
+        if cfg.idle_flush_s:
+            for part in self.parts.values():
+                if part.idle(now, cfg.idle_flush_s, self._source.highwater(part.tp)):
+                    for buf in list(part.open.values()):
+                        part.seal(buf, "idle")
         batch: list[Buffer] = []
         parts = list(self.parts.values())
         self._first_part = (self._first_part + 1) % max(1, len(parts))  # take turns

@@ -78,8 +78,9 @@ async def test_round_trip_every_type_with_sidecars(lab: SinkLab) -> None:
         ({"max_bytes": 3000, "max_age_s": 60}, 12, None, {"max_bytes"}),
         ({"max_buffered_bytes": 4000, "max_age_s": 60}, 30, None, {"memory"}),
         ({"max_age_s": 0.3}, 5, [5], {"max_age"}),
+        ({"max_age_s": 60, "idle_flush_s": 0.5}, 5, [5], {"idle"}),
     ],
-    ids=["max_rows", "max_bytes", "memory", "max_age"],
+    ids=["max_rows", "max_bytes", "memory", "max_age", "idle"],
 )
 async def test_flush_triggers(
     lab: SinkLab,
@@ -93,7 +94,7 @@ async def test_flush_triggers(
     cfg = lab.settings(data_types=["trades"], **sink)
 
     async def enough_flushed() -> bool:
-        if "max_age" in expect_triggers:  # only the clock can flush these
+        if expect_triggers & {"max_age", "idle"}:  # only the clock can flush these
             return await lab.all_stored()
         return len(await sidecars(lab)) >= (3 if "max_rows" in expect_triggers else 1)
 

@@ -36,6 +36,17 @@ def test_triggers() -> None:
     assert buf(A, 0).trigger(100.0, 5, 10**9, 60) is None
 
 
+def test_idle_needs_caught_up_quiet_and_open_buffers() -> None:
+    p = part(buf(A, 0))  # consumed up to 50
+    p.last_record_at = 90.0
+    assert p.idle(100.0, 5.0, highwater=50)  # caught up, quiet for 10 s
+    assert not p.idle(100.0, 15.0, highwater=50)  # not quiet for long enough
+    assert not p.idle(100.0, 5.0, highwater=51)  # lagging: paused or slow, not idle
+    assert not p.idle(100.0, 5.0, highwater=None)  # nothing known about the log end
+    p.open.clear()
+    assert not p.idle(100.0, 5.0, highwater=50)  # nothing to flush
+
+
 def test_due_takes_at_most_one_buffer_per_key() -> None:
     old = buf(A, 0, age=100)
     p = part(old, buf(B, 1))
