@@ -136,8 +136,10 @@ def sink_config(workdir: Path, topic: str, bucket: str, group: str, args: Any) -
             "group_id": group,
             "data_types": ["trades"],
             "max_age_s": args.max_age_s,
+            "idle_flush_s": args.idle_flush_s,
             "encode_processes": args.encode_processes,
             "max_buffered_bytes": args.max_buffered_mib * 1024 * 1024,
+            **{k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)},
         },
     }
     path = workdir / "sink.yaml"
@@ -170,6 +172,8 @@ async def run_sink(topic: str, ends: dict[int, int], args: Any) -> tuple[float, 
     await store.client.create_bucket(Bucket=bucket)
     workdir = Path(tempfile.mkdtemp(prefix="ticklake-bench-"))
     print(f"sink config and log: {workdir}")
+    services = _services()
+    services_cpu = _cpu_of(services)
     config = sink_config(workdir, topic, bucket, group, args)
     log = (workdir / "sink.log").open("wb")
     started = time.perf_counter()
@@ -181,10 +185,22 @@ async def run_sink(topic: str, ends: dict[int, int], args: Any) -> tuple[float, 
     peak, ps, next_check = 0, psutil.Process(proc.pid), 0.0
     peak_split: list[int] = []
     done: set[int] = set()
+    timeline: list[str] = []
+    last_cpu: list[float] = []
     try:
         while True:
             # The sink and its encoder processes together.
             procs = [ps, *ps.children(recursive=True)]
+            if args.timeline and len(timeline) * 0.5 <= time.perf_counter() - started:
+                cpus = [_cpu_of([ps]), _cpu_of(procs[1:]), _cpu_of(services)]
+                if last_cpu:
+                    use = [(a - b) * 200 for a, b in zip(cpus, last_cpu, strict=True)]
+                    timeline.append(
+                        f"{len(timeline) * 0.5:5.1f}s " + " ".join(f"{u:4.0f}%" for u in use)
+                    )
+                else:
+                    timeline.append("")
+                last_cpu = cpus
             rss = [p.memory_info().rss for p in procs]
             if sum(rss) > peak:
                 peak, peak_split = sum(rss), rss
@@ -196,17 +212,54 @@ async def run_sink(topic: str, ends: dict[int, int], args: Any) -> tuple[float, 
                     break
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
+        if timeline:
+            print("CPU per 0.5 s: sink process, its encoders, broker + S3 server")
+            print("\n".join(timeline[1:]))
         print(
             "peak RSS by process (sink first), MiB: "
             + ", ".join(f"{r / 2**20:.0f}" for r in peak_split)
         )
         cpu = _cpu_seconds(ps)
-        files = [k for k in await store.list() if k.endswith(".parquet")]
+        services_cpu = _cpu_of(services) - services_cpu
+        print(f"CPU seconds of the broker and the S3 server meanwhile: {services_cpu:.1f}")
+        keys = await store.list()
+        files = [k for k in keys if k.endswith(".parquet")]
     finally:
         proc.terminate()
         proc.wait(60)
+        await _drop_bucket(store, bucket)
         await store.close()
     return elapsed, len(files), peak, cpu
+
+
+async def _drop_bucket(store: S3Store, bucket: str) -> None:
+    """Leave no bucket behind: SeaweedFS keeps volumes (and some CPU) per bucket."""
+    keys = await store.list()
+    for i in range(0, len(keys), 1000):
+        objects = [{"Key": k} for k in keys[i : i + 1000]]
+        await store.client.delete_objects(Bucket=bucket, Delete={"Objects": objects})
+    await store.client.delete_bucket(Bucket=bucket)
+
+
+def _services() -> list[psutil.Process]:
+    """The Kafka broker and the S3 server, when they run on this machine."""
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if p.info["name"] == "weed" or (p.info["name"] == "java" and "kafka" in cmd):
+            found.append(p)
+    return found
+
+
+def _cpu_of(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def _cpu_seconds(ps: psutil.Process) -> float:
@@ -224,9 +277,16 @@ async def main() -> None:
     ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--symbols", type=int, default=500)
     ap.add_argument("--compression", default="lz4", choices=["gzip", "lz4", "zstd", "none"])
-    ap.add_argument("--max-age-s", type=float, default=5.0)
+    # The production default: files are as big as memory allows. The backlog's
+    # last buffers land once their partition is idle, not max_age_s later.
+    ap.add_argument("--max-age-s", type=float, default=60.0)
+    ap.add_argument("--idle-flush-s", type=float, default=2.0)
     ap.add_argument("--max-buffered-mib", type=int, default=320)
     ap.add_argument("--log-level", default="warning")
+    ap.add_argument("--timeline", action="store_true", help="print CPU use every 0.5 s")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a sink setting"
+    )
     ap.add_argument("--topic", help="reuse this already loaded topic")
     ap.add_argument("--encode-processes", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3, help="(a)+(b) pairs; the median ratio counts")
@@ -257,7 +317,8 @@ async def main() -> None:
             f"  (a) bare aiokafka consumer: {n:,} rows in {bare_s:.1f} s = {bare_rate:,.0f} rows/s"
         )
         print(
-            f"  (b) ticklake sink (max_age_s={args.max_age_s}): {n:,} rows stored in "
+            f"  (b) ticklake sink (max_age_s={args.max_age_s}, idle_flush_s={args.idle_flush_s}): "
+            f"{n:,} rows stored in "
             f"{sink_s:.1f} s = {sink_rate:,.0f} rows/s"
         )
         print(f"  ratio (b)/(a): {ratios[-1]:.2f}")
