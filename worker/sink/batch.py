@@ -169,10 +169,12 @@ def encode_files(
     ts = table.column("timestamp").cast(pa.int64())
     days = pc.divide(ts, DAY_MS)  # integer division on int64
     files = []
-    for day in sorted(pc.unique(days).to_pylist()):
-        mask = pc.equal(days, day)
-        part = table.filter(mask)
-        offsets = all_offsets.filter(mask.combine_chunks())
+    all_days = sorted(pc.unique(days).to_pylist())
+    for day in all_days:
+        part, offsets = table, all_offsets
+        if len(all_days) > 1:  # else the whole batch: no copy
+            mask = pc.equal(days, day)
+            part, offsets = table.filter(mask), all_offsets.filter(mask.combine_chunks())
         files.append(
             _encode_file(job, cfg, part, offsets, day=day_of(day * DAY_MS), lineage=lineage)
         )

@@ -30,7 +30,17 @@ def truncate_books(spec: Spec, table: pa.Table, orderbook_depth: int) -> pa.Tabl
 
 def sort_by_event_time(table: pa.Table) -> pa.Table:
     """Stable sort on ``timestamp``: ties keep their offset order."""
+    if table.num_rows < 2:
+        return table
+    ts = table.column("timestamp").combine_chunks().cast(pa.int64())
+    if pc.min(pc.pairwise_diff(ts)).as_py() >= 0:
+        return table  # already in order (the usual case): no copy
     return table.take(pc.sort_indices(table, [("timestamp", "ascending")]))
+
+
+# Columns with a new value on (nearly) every row: a dictionary only costs time
+# before the writer falls back to plain encoding, and makes files bigger.
+_UNIQUE_PER_ROW = frozenset({"id", "timestamp", "received_at", "nonce"})
 
 
 def to_parquet(table: pa.Table, compression: str, row_group_rows: int) -> bytes:
@@ -42,6 +52,6 @@ def to_parquet(table: pa.Table, compression: str, row_group_rows: int) -> bytes:
         compression=compression,
         row_group_size=row_group_rows,
         write_statistics=True,
-        use_dictionary=True,
+        use_dictionary=[c for c in table.column_names if c not in _UNIQUE_PER_ROW],
     )
     return bytes(sink.getvalue().to_pybytes())
