@@ -11,6 +11,7 @@ records of the key start a new buffer.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from array import array
 from collections.abc import Iterable, Iterator
@@ -29,10 +30,16 @@ Trigger = Literal[
 
 @dataclass(slots=True)
 class Slice:
-    """Messages of a buffer parsed ahead of its flush (worker/sink/batch.py:parse_slice)."""
+    """Messages of a buffer parsed ahead of its flush (worker/sink/batch.py:parse_slice).
 
-    ipc: bytes  # lake rows and their offsets, an Arrow IPC stream
+    The rows stay in the encoder process that parsed them; the sink knows their size.
+    """
+
+    nbytes: int  # the lake rows (and offsets) as Arrow, held by the buffer's encoder
     rejected: list[tuple[Message, Rejected]]  # the messages the parser refused
+
+
+_numbers = itertools.count()
 
 
 @dataclass(slots=True, eq=False)
@@ -44,6 +51,8 @@ class Buffer:
     first_offset: int
     msg_key: bytes  # the Kafka key of every message here
     opened_at: float = field(default_factory=time.monotonic)
+    number: int = field(default_factory=lambda: next(_numbers))  # unique in this process
+    encoder: int = -1  # the encoder that holds its parsed slices (-1: none chosen yet)
     # The raw tail: runs of messages, each run newline-joined into one bytes
     # (a few large objects instead of one small object per message), the
     # length of each message (-1: None) and its offset.

@@ -33,6 +33,7 @@ from worker.sink.batch import (
     parse_slice,
     warm,
 )
+from worker.sink.batch import forget as forget_slices
 from worker.sink.buffer import Buffer, Partition, Slice
 from worker.sink.layout import Destination, state_path
 from worker.sink.parse import Raw, Rejected
@@ -41,25 +42,26 @@ from worker.storage import PreconditionFailedError, Store
 log = get_logger("sink.committer")
 
 
-def _encoder_pool(processes: int) -> Executor:
-    """Where batches are parsed and encoded.
+def _encoder_pools(processes: int) -> list[Executor]:
+    """Where batches are parsed and encoded: one single-process pool per encoder.
 
     Worker processes by default: the consumer loop holds the GIL nearly all
     the time, and pyarrow calls from a thread queue for it after every call.
+    One pool each, not one shared pool: a buffer's parsed slices stay in the
+    encoder that parsed them, so its later slices and its encode go there too.
     They fork from a forkserver that imported pyarrow once (worker/sink/forkserver.py).
     0: threads of this process (tests, the in-process ``ticklake run``).
     """
     if processes == 0:
-        return ThreadPoolExecutor(2, "encode")
-    pool = ProcessPoolExecutor(
-        processes,
-        mp_context=forkserver.context(),
-        initializer=encoder_init,
-        initargs=(os.getpid(),),
-    )
+        return [ThreadPoolExecutor(2, "encode")]
+    pools: list[Executor] = []
     for _ in range(processes):
+        pool = ProcessPoolExecutor(
+            1, mp_context=forkserver.context(), initializer=encoder_init, initargs=(os.getpid(),)
+        )
         pool.submit(warm)
-    return pool
+        pools.append(pool)
+    return pools
 
 
 def is_retriable(exc: BaseException) -> bool:
@@ -94,11 +96,36 @@ class Committer:
         # cycle's encodes (which wait for a free encoder process).
         self._sem = asyncio.Semaphore(self._cfg.flush_concurrency)
         self._encode_sem = asyncio.Semaphore(2 * max(1, self._cfg.encode_processes))
-        self._pool = _encoder_pool(self._cfg.encode_processes)
+        self._pools = _encoder_pools(self._cfg.encode_processes)
+        self._buffers_of = [0] * len(self._pools)  # buffers each encoder holds slices for
         self._lineage = {"consumer_group": self._cfg.group_id, "writer": writer}
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _encoder(self, buf: Buffer) -> Executor:
+        """The buffer's encoder: chosen at its first job, the one with the fewest buffers."""
+        if buf.encoder < 0:
+            buf.encoder = min(range(len(self._pools)), key=self._buffers_of.__getitem__)
+            self._buffers_of[buf.encoder] += 1
+        return self._pools[buf.encoder]
+
+    def _done_with(self, buf: Buffer) -> None:
+        if buf.encoder >= 0:
+            self._buffers_of[buf.encoder] -= 1
+            buf.encoder = -1
+
+    def forget(self, bufs: Iterable[Buffer]) -> None:
+        """Buffers that will not be encoded (partition revoked): free their slices."""
+        by_encoder: dict[int, list[int]] = {}
+        for buf in bufs:
+            if buf.encoder >= 0:
+                by_encoder.setdefault(buf.encoder, []).append(buf.number)
+                self._done_with(buf)
+        for encoder, numbers in by_encoder.items():
+            # Queued behind the encoder's earlier jobs for these buffers (one process, FIFO).
+            self._pools[encoder].submit(forget_slices, numbers)
 
     async def flush(self, parts: Mapping[TopicPartition, Partition], batch: list[Buffer]) -> None:
         """Encode ``batch``, then store it as one cycle, retrying until it succeeds.
@@ -162,9 +189,13 @@ class Committer:
         runs long stretches without yielding, and encoders fed only between
         them would idle most of the time.
         """
+        seq = len(buf.slices)
         raw, offsets = buf.take_tail()
         key = (buf.key.exchange, buf.key.symbol)
-        job = self._pool.submit(parse_slice, buf.key.data_type, key, raw, offsets)
+        pool = self._encoder(buf)
+        job = pool.submit(
+            parse_slice, buf.key.data_type, key, raw, offsets, number=buf.number, seq=seq
+        )
         task = asyncio.ensure_future(self._slice(buf, raw, offsets, asyncio.wrap_future(job)))
         buf.slices.append(task)
         return task
@@ -174,10 +205,10 @@ class Committer:
         buf: Buffer,
         raw: Raw,
         offsets: array[int],
-        job: asyncio.Future[tuple[bytes, list[Rejected]]],
+        job: asyncio.Future[tuple[int, list[Rejected]]],
     ) -> Slice:
-        ipc, rejected = await job
-        return Slice(ipc, self._dead_of(buf, raw, offsets, rejected))
+        nbytes, rejected = await job
+        return Slice(nbytes, self._dead_of(buf, raw, offsets, rejected))
 
     @staticmethod
     def _dead_of(
@@ -192,12 +223,17 @@ class Committer:
         loop = asyncio.get_running_loop()
 
         async def one(buf: Buffer) -> EncodedBuffer:
-            slices = list(await asyncio.gather(*buf.slices))
-            job = EncodeJob.of(buf, [s.ipc for s in slices])
-            async with self._encode_sem:
-                files, rejected = await loop.run_in_executor(
-                    self._pool, encode_files, job, self._cfg, self._lineage
-                )
+            try:
+                slices = list(await asyncio.gather(*buf.slices))
+                job = EncodeJob.of(buf, len(slices))
+                async with self._encode_sem:
+                    files, rejected = await loop.run_in_executor(
+                        self._encoder(buf), encode_files, job, self._cfg, self._lineage
+                    )
+            except BaseException:
+                self.forget([buf])  # cancelled (revoke deadline, shutdown) or failed
+                raise
+            self._done_with(buf)  # the encoder dropped the slices with the encode
             dead = [d for s in slices for d in s.rejected]
             dead += self._dead_of(buf, job.values, job.offsets, rejected)
             encoded = EncodedBuffer(buf, files, dead, rows=buf.rows)

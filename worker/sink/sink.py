@@ -135,6 +135,8 @@ class Sink:
         for buf in list(part.buffers()):
             self._account(-buf.held_bytes, -buf.rows)
             buf.dropped = True
+        # A buffer a cycle has taken frees its slices when that cycle encodes it (or is cancelled).
+        self._committer.forget(b for b in part.buffers() if not b.in_flight)
         self.parts.pop(part.tp, None)
         with contextlib.suppress(KeyError):
             m.SINK_CONSUMER_LAG.remove(part.tp.topic, str(part.tp.partition))
@@ -265,7 +267,7 @@ class Sink:
             return  # the flush that awaits this slice reports the failure
         if buf.in_flight and not buf.slices:  # already encoded and shed
             return
-        delta = len(task.result().ipc) - raw
+        delta = task.result().nbytes - raw
         buf.parsed_bytes += delta
         self._account(delta, 0)
 

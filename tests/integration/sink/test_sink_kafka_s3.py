@@ -22,12 +22,22 @@ async def sidecars(lab: SinkLab, prefix: str = "_metadata/") -> dict[str, Any]:
         return {k: orjson.loads((await store.get(k)).data) for k in await store.list(prefix)}
 
 
-async def test_round_trip_every_type_with_sidecars(lab: SinkLab) -> None:
+@pytest.mark.parametrize(
+    "encoding",
+    [
+        {"encode_processes": 0},
+        # Encoder processes, each buffer parsed ahead in slices of a few messages
+        # that stay in the encoder that parsed them until the flush.
+        {"encode_processes": 2, "parse_ahead_bytes": 1500},
+    ],
+    ids=["threads", "processes-parse-ahead"],
+)
+async def test_round_trip_every_type_with_sidecars(lab: SinkLab, encoding: dict[str, int]) -> None:
     sent = {}
     for dt in DataType:
         sent[dt] = [FACTORIES[dt](i, symbol=f"S{i % 2}/USDT") for i in range(40)]
         await lab.produce(dt, sent[dt])
-    cfg = lab.settings(orderbook_depth=5, row_group_rows=8)
+    cfg = lab.settings(orderbook_depth=5, row_group_rows=8, **encoding)
     assert await lab.run(cfg) == 0
 
     async with lab.store() as store:

@@ -11,6 +11,7 @@ from tests.sinkkit import FACTORIES, as_lake_row, message, read_json, read_lake,
 from worker.bus.memory import MemoryBus, MemoryDeadLetters
 from worker.records import DataType
 from worker.sink.app import serve
+from worker.sink.batch import held_buffers
 from worker.storage import LocalStore
 
 
@@ -81,3 +82,4 @@ async def test_parse_ahead_slices_keep_every_row_in_order(tmp_path: Path, dt: Da
     assert all(m.value == b"{not json" for m in dead)
     state = await read_json(store, f"_state/g/{topic}/0.json")
     assert state["next_offset"] == bus.end_offset(topic)
+    assert held_buffers() == 0  # every parsed slice was encoded and dropped by its encoder
