@@ -59,6 +59,7 @@ async def test_parse_ahead_slices_keep_every_row_in_order(tmp_path: Path, dt: Da
     dead letter naming its own offset."""
     bus, store = MemoryBus(), LocalStore(tmp_path)
     cfg = settings(f"file://{tmp_path}", parse_ahead_bytes=700, max_age_s=1.0)
+    held_before = held_buffers()
     topic = cfg.kafka.topic(dt)
     recs, bad_offsets = [], []
     for i in range(120):
@@ -82,4 +83,6 @@ async def test_parse_ahead_slices_keep_every_row_in_order(tmp_path: Path, dt: Da
     assert all(m.value == b"{not json" for m in dead)
     state = await read_json(store, f"_state/g/{topic}/0.json")
     assert state["next_offset"] == bus.end_offset(topic)
-    assert held_buffers() == 0  # every parsed slice was encoded and dropped by its encoder
+    # Every slice parsed was encoded and dropped by its encoder (threads here: the
+    # held slices are this process's, other tests' crashed sinks may have left some).
+    assert held_buffers() == held_before
