@@ -40,7 +40,7 @@ _MAX_CYCLE_BUFFERS = 64
 # Buffered bytes, as fractions of sink.max_buffered_bytes: above _SEAL_AT each
 # flush cycle takes the largest buffers worth _SEAL_SLICE; consumption pauses
 # at the cap and resumes under _RESUME_AT.
-_SEAL_AT, _SEAL_SLICE, _RESUME_AT = 0.7, 0.1, 0.9
+_SEAL_AT, _SEAL_SLICE, _RESUME_AT = 0.85, 0.1, 0.9
 # Per buffered message beyond its bytes: its length and offset (8 B each) and its
 # share of its run's bytes-object header.
 _OVERHEAD_BYTES = 24
