@@ -125,7 +125,10 @@ class Committer:
                 self._done_with(buf)
         for encoder, numbers in by_encoder.items():
             # Queued behind the encoder's earlier jobs for these buffers (one process, FIFO).
-            self._pools[encoder].submit(forget_slices, numbers)
+            try:
+                self._pools[encoder].submit(forget_slices, numbers)
+            except RuntimeError:  # shut down, or broken: the slices went with the process
+                continue
 
     async def flush(self, parts: Mapping[TopicPartition, Partition], batch: list[Buffer]) -> None:
         """Encode ``batch``, then store it as one cycle, retrying until it succeeds.
