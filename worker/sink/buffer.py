@@ -162,9 +162,9 @@ class Partition:
 
     def idle(self, now: float, idle_s: float, highwater: int | None) -> bool:
         """Caught up (nothing left to fetch) and nothing new for ``idle_s``."""
-        caught_up = highwater is not None and self.position is not None
-        caught_up = caught_up and self.position >= highwater  # type: ignore[operator]
-        return bool(self.open) and caught_up and now - self.last_record_at >= idle_s
+        if not self.open or highwater is None or self.position is None:
+            return False
+        return self.position >= highwater and now - self.last_record_at >= idle_s
 
     def all_for_flush(self, trigger: Trigger) -> list[Buffer]:
         """Every buffer (one per key) for a revoke or shutdown flush."""
