@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import time
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -68,6 +68,16 @@ class Buffer:
     sealed: Trigger | None = None  # set: takes no more messages, flushes next cycle
     in_flight: bool = False  # taken by a flush cycle that has not finished
     dropped: bool = False  # its partition was revoked: no longer counted
+
+    def add(self, blob: bytes, lengths: Iterable[int], offsets: Sequence[int], size: int) -> None:
+        """Append messages to the raw tail: ``blob`` holds them newline-joined."""
+        self.blobs.append(blob)
+        self.lengths.extend(lengths)
+        self.offsets.extend(offsets)
+        self.last_offset = offsets[-1]
+        self.rows += len(offsets)
+        self.approx_bytes += size
+        self.tail_bytes += size
 
     def take_tail(self) -> tuple[Raw, array[int]]:
         """The raw tail (as :class:`Raw`) and its offsets; the buffer's tail is empty after."""

@@ -202,13 +202,8 @@ class Sink:
                     and buf.approx_bytes + size < max_bytes
                     and buf.tail_bytes + size < ahead
                 ):
-                    buf.blobs.append(b"\n".join(values))  # type: ignore[arg-type]  # no None
-                    buf.lengths.extend(map(len, values))  # type: ignore[arg-type]
-                    buf.offsets.extend(offsets)
-                    buf.last_offset = offsets[-1]
-                    buf.rows += n
-                    buf.approx_bytes += size
-                    buf.tail_bytes += size
+                    # No None here: b"\n".join and len take every value.
+                    buf.add(b"\n".join(values), map(len, values), offsets, size)  # type: ignore[arg-type]
                     added_bytes += size
                     added_rows += n
                     continue
@@ -233,14 +228,9 @@ class Sink:
                 buf = self._open_buffer(part, offset, key, value)
                 if buf is None:
                     continue
-            buf.blobs.append(value or b"")  # a None value: refused as not JSON at parse
-            buf.lengths.append(-1 if value is None else len(value))
-            buf.offsets.append(offset)
-            buf.last_offset = offset
             size = len(value or b"") + _OVERHEAD_BYTES
-            buf.approx_bytes += size
-            buf.tail_bytes += size
-            buf.rows += 1
+            # A None value: length -1, refused as not JSON at parse.
+            buf.add(value or b"", (-1 if value is None else len(value),), (offset,), size)
             added_bytes += size
             added_rows += 1
             if buf.rows >= max_rows:  # sealed now: the next message opens a new buffer
@@ -371,9 +361,10 @@ class Sink:
     def _seal_for_memory(self) -> None:
         """Memory is filling up: seal the largest buffers, a slice of the cap per cycle.
 
-        Sealing starts well below the cap, so the encoders get work while
-        consumption goes on (rather than idling until the cap pauses it),
-        and takes the largest buffers first: the biggest files memory allows.
+        Sealing starts before the cap pauses consumption (parse-ahead keeps
+        the encoders busy meanwhile, so it need not start much earlier: early
+        seals only cut files short), and takes the largest buffers first:
+        the biggest files memory allows.
         """
         open_bufs = [(b, p) for p in self.parts.values() if not p.fenced for b in p.open.values()]
         open_bufs.sort(key=lambda bp: (-bp[0].held_bytes, bp[0].opened_at))
