@@ -139,9 +139,12 @@ def sink_config(workdir: Path, topic: str, bucket: str, group: str, args: Any) -
             "idle_flush_s": args.idle_flush_s,
             "encode_processes": args.encode_processes,
             "max_buffered_bytes": args.max_buffered_mib * 1024 * 1024,
-            **{k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)},
         },
     }
+    for kv in args.set:  # KEY (of sink) or SECTION.KEY
+        key, value = kv.split("=", 1)
+        section, _, name = key.rpartition(".")
+        cfg[section or "sink"][name] = yaml.safe_load(value)
     path = workdir / "sink.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -285,7 +288,11 @@ async def main() -> None:
     ap.add_argument("--log-level", default="warning")
     ap.add_argument("--timeline", action="store_true", help="print CPU use every 0.5 s")
     ap.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="a sink setting"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting: KEY of sink, or SECTION.KEY (storage.fast_put=false)",
     )
     ap.add_argument("--topic", help="reuse this already loaded topic")
     ap.add_argument("--encode-processes", type=int, default=2)

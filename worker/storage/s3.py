@@ -4,18 +4,28 @@ botocore's own retries are off: every call goes through
 :func:`~worker.storage.base.with_retries`, driven by the ``retriable``
 attribute of the error it raised. Objects above ``multipart_threshold_bytes``
 go up in parts; a failed part aborts the whole upload before the error
-propagates (no orphaned parts).
+propagates (no orphaned parts). Single-request PUTs -- every file, sidecar
+and state object -- take a shorter road by default (:class:`SignedPut`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aioboto3
+import aiohttp
+import yarl
 from aiobotocore.config import AioConfig
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.httpsession import get_cert_path
+from botocore.utils import percent_encode
 
 from worker.storage.base import (
     Blob,
@@ -29,6 +39,7 @@ from worker.storage.base import (
 )
 
 if TYPE_CHECKING:
+    from aiobotocore.credentials import AioCredentials
     from types_aiobotocore_s3 import S3Client
 
     from worker.config import StorageConfig
@@ -52,15 +63,20 @@ def classify(operation: str, key: str, exc: BaseException) -> StorageError:
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in {"PreconditionFailed", "ConditionalRequestConflict"} or status == 412:
-            return PreconditionFailedError(operation, key, code)
-        if code in {"NoSuchKey", "NotFound", "404"} or status == 404:
-            return ObjectNotFoundError(operation, key, code)
-        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-            return TransientStorageError(operation, key, f"{code} ({status})")
-        return PermanentStorageError(operation, key, f"{code} ({status})")
+        return classify_response(operation, key, code, status)
     # Connection refused/reset, timeouts, closed connections: try again.
     return TransientStorageError(operation, key, f"{type(exc).__name__}: {exc}"[:300])
+
+
+def classify_response(operation: str, key: str, code: str, status: int) -> StorageError:
+    """An S3 error response (its ``<Code>`` and HTTP status) as a storage error."""
+    if code in {"PreconditionFailed", "ConditionalRequestConflict"} or status == 412:
+        return PreconditionFailedError(operation, key, code)
+    if code in {"NoSuchKey", "NotFound", "404"} or status == 404:
+        return ObjectNotFoundError(operation, key, code)
+    if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+        return TransientStorageError(operation, key, f"{code} ({status})")
+    return PermanentStorageError(operation, key, f"{code} ({status})")
 
 
 # S3's endpoint rule set declares these parameters but none of its rules reads
@@ -81,6 +97,65 @@ def skip_unused_endpoint_params(client: Any) -> None:
         resolver._param_definitions = kept  # type: ignore[union-attr]  # checked above
 
 
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+_ERROR_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+
+
+class SignedPut:
+    """PutObject as one signed aiohttp request, without botocore's request pipeline.
+
+    A PUT through the client costs ~3 ms of CPU (event hooks, parameter
+    validation, endpoint rules, user-agent rebuild, signing, response
+    parsing); the signature and the HTTP exchange are ~1 ms of it. The sink
+    puts two objects per file from its one event-loop thread, so at ~100
+    files/s that is most of a core (docs/benchmarks.md). This keeps
+    botocore's own SigV4 signer and credential chain (refreshed per request)
+    and the client's resolved endpoint, path-style like the client; the body
+    is signed (``x-amz-content-sha256``), so the server checks it arrived whole.
+    ``storage.fast_put: false`` sends every PUT through the client instead.
+    """
+
+    def __init__(
+        self, endpoint_url: str, region: str, credentials: AioCredentials, cfg: StorageConfig
+    ) -> None:
+        self._base = endpoint_url.rstrip("/")
+        self._region = region
+        self._credentials = credentials
+        ssl_context: ssl.SSLContext | bool = False
+        if self._base.startswith("https://"):  # the CA bundle botocore would use
+            ssl_context = ssl.create_default_context(
+                cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True)
+            )
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=64, ssl=ssl_context),
+            timeout=aiohttp.ClientTimeout(
+                sock_connect=cfg.connect_timeout_s, sock_read=cfg.read_timeout_s
+            ),
+            # HTTP(S)_PROXY, like botocore; only when set: it costs a thread hop per request.
+            trust_env=any(os.environ.get(v) for v in _PROXY_VARIABLES),
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def put(self, bucket: str, key: str, data: bytes, headers: dict[str, str]) -> str:
+        """Store ``data`` at ``bucket/key``; its ETag. Raises :class:`StorageError`."""
+        url = f"{self._base}/{percent_encode(bucket)}/{percent_encode(key, safe='/~')}"
+        request = AWSRequest("PUT", url, data=data, headers=headers)
+        credentials = await self._credentials.get_frozen_credentials()
+        S3SigV4Auth(credentials, "s3", self._region).add_auth(request)
+        async with self._http.put(
+            yarl.URL(url, encoded=True), data=data, headers=dict(request.headers.items())
+        ) as resp:
+            body = await resp.read()
+            if resp.status == 200:
+                return resp.headers.get("ETag", "").strip('"')
+        found = _ERROR_CODE.search(body)
+        code = found.group(1).decode(errors="replace") if found else str(resp.status)
+        raise classify_response("put", key, code, resp.status)
+
+
 def split_url(url: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix`` -> (``bucket``, ``some/prefix/``)."""
     rest = url.removeprefix("s3://")
@@ -99,6 +174,7 @@ class S3Store:
         self._policy = RetryPolicy(cfg.max_attempts, cfg.backoff_base_s, cfg.backoff_max_s)
         self._stack = contextlib.AsyncExitStack()
         self._client: S3Client | None = None
+        self._signed_put: SignedPut | None = None
 
     async def start(self) -> None:
         cfg = self._cfg
@@ -121,10 +197,17 @@ class S3Store:
         client = session.client("s3", endpoint_url=cfg.endpoint_url, config=config)
         self._client = await self._stack.enter_async_context(client)
         skip_unused_endpoint_params(self._client)
+        credentials = await session.get_credentials()  # type: ignore[misc]  # a coroutine; stubs say not
+        if cfg.fast_put and credentials is not None:  # none: anonymous, the client's way
+            meta = self._client.meta
+            fast = SignedPut(meta.endpoint_url, meta.region_name, credentials, cfg)
+            self._stack.push_async_callback(fast.close)
+            self._signed_put = fast
 
     async def close(self) -> None:
         await self._stack.aclose()
         self._client = None
+        self._signed_put = None
 
     @property
     def client(self) -> S3Client:
@@ -158,6 +241,13 @@ class S3Store:
             cond["IfNoneMatch"] = "*"
         if len(data) > self._cfg.multipart_threshold_bytes and not cond:
             return await self._call("put", key, lambda: self._multipart(full, data))
+
+        fast = self._signed_put
+        if fast is not None:
+            headers = {"If-Match": if_match} if if_match is not None else {}
+            if if_none_match:
+                headers["If-None-Match"] = "*"
+            return await self._call("put", key, lambda: fast.put(self.bucket, full, data, headers))
 
         async def put_once() -> str:
             resp = await self.client.put_object(Bucket=self.bucket, Key=full, Body=data, **cond)
