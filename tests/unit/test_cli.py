@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from worker.cli import SINK_GC_THRESHOLD
+
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -53,3 +55,23 @@ def test_logs_are_json_lines_without_a_terminal() -> None:
     assert event["rows"] == 3
     assert event["level"] == "info"
     assert event["component"] == "t"
+
+
+def test_sink_collects_young_garbage_less_often(tmp_path: Path) -> None:
+    """``ticklake sink`` raises the young-generation GC threshold before it runs."""
+    cfg = tmp_path / "sink.yaml"
+    cfg.write_text("sink:\n  encode_processes: 0\n")
+    code = (
+        "import gc, sys, worker.sink.app as app\n"
+        "async def fake(settings):\n"
+        "    print(gc.get_threshold()[0])\n"
+        "    return 0\n"
+        "app.run_sink = fake\n"
+        "from worker.cli import app as cli\n"
+        "print(gc.get_threshold()[0])\n"
+        f"cli(['sink', '--config', {str(cfg)!r}])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    before, during = map(int, out.stdout.split())
+    assert (before, during) == (700, SINK_GC_THRESHOLD)
