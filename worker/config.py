@@ -138,7 +138,7 @@ class SinkConfig(_Model):
     retry_backoff_max_s: float = Field(default=10.0, gt=0)
     # A buffer's raw messages are parsed in the background each time they reach
     # this size (less memory, encoders busy while buffers fill); 0: at flush only.
-    parse_ahead_bytes: int = Field(default=256 * 1024, ge=0)
+    parse_ahead_bytes: int = Field(default=384 * 1024, ge=0)
     # Processes that parse and encode batches (0: threads of the sink process).
     encode_processes: int = Field(default=2, ge=0)
     # Read aiokafka's record batches column-wise (worker/bus/kafka_fetch.py);
