@@ -146,7 +146,10 @@ class SignedPut:
         credentials = await self._credentials.get_frozen_credentials()
         S3SigV4Auth(credentials, "s3", self._region).add_auth(request)
         async with self._http.put(
-            yarl.URL(url, encoded=True), data=data, headers=dict(request.headers.items())
+            yarl.URL(url, encoded=True),
+            data=data,
+            headers=dict(request.headers.items()),
+            allow_redirects=False,  # a redirect (wrong region) is an error, as with the client
         ) as resp:
             body = await resp.read()
             if resp.status == 200:
