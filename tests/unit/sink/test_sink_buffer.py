@@ -1,12 +1,18 @@
-"""Flush triggers, one buffer per key per cycle, the low watermark."""
+"""Flush triggers, one buffer per key per cycle, the low watermark, sealing for memory."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tests.sinkkit import settings
+from worker.bus.memory import MemoryBus, MemoryDeadLetters
 from worker.bus.source import TopicPartition
 from worker.records import DataType
 from worker.sink.buffer import Buffer, Partition
 from worker.sink.layout import BufferKey
+from worker.sink.sink import Sink
 from worker.sink.state import PartitionState
+from worker.storage import LocalStore
 
 TP = TopicPartition("t", 0)
 A = BufferKey("x", "A/B", DataType.TRADES)
@@ -72,3 +78,40 @@ def test_low_watermark() -> None:
     assert p.low_watermark(stored=[b]) == 7
     assert p.low_watermark(stored=[a, b]) == 50
     assert p.low_watermark(stored=[a, b], position=40) == 40
+
+
+def test_memory_seals_count_a_parse_backlog_as_the_size_it_will_parse_to(tmp_path: Path) -> None:
+    """Raw bytes queued for parsing shrink once parsed: they alone never seal a buffer
+    (that would cut its file short); parsed bytes and raw tails past 85 % of the cap do."""
+    cfg = settings(f"file://{tmp_path}", max_buffered_bytes=1000, data_types=["trades"])
+    bus = MemoryBus()
+    sink = Sink(
+        cfg,
+        source=bus.source("g", ["t"]),
+        store=LocalStore(tmp_path),
+        dead_letters=MemoryDeadLetters(bus, "d"),
+        writer="t",
+    )
+    try:
+        a = buf(A, 0, nbytes=900)
+        sink.parts[TP] = part(a)
+        sink.buffered_bytes = 900  # 90 % of the cap ...
+        sink._parsing_bytes = 600  # ... 600 of it queued raw, and parsing keeps 30 %
+        sink._raw_parsed, sink._parsed_size = 10_000, 3_000
+        assert sink._projected_bytes() == 900 - 420
+        sink._due(100.0)
+        assert a.sealed is None
+        sink._parsing_bytes = 100  # the backlog was parsed; what stays is real
+        assert sink._projected_bytes() == 900 - 70
+        sink.buffered_bytes = 950
+        sink._due(100.0)
+        assert a.sealed == "memory"
+        b = buf(B, 5, nbytes=900)
+        sink.parts[TP] = part(b)
+        sink._raw_parsed = sink._parsed_size = 0  # nothing parsed yet: no shrinking assumed
+        sink._parsing_bytes = 900
+        assert sink._projected_bytes() == 950
+        sink._due(100.0)
+        assert b.sealed == "memory"
+    finally:
+        sink.close()
