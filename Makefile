@@ -25,9 +25,11 @@ $(STAMP): requirements.lock pyproject.toml
 demo: venv
 	scripts/demo
 
-## test: real Kafka + S3 (started if needed), every test, nothing may skip
+## test: real Kafka + S3 (started if needed), the deployment tools (installed if
+## missing: tests/deploy needs them), every test, nothing may skip
 test: venv
 	scripts/services up
+	DEPLOY_TOOLS_QUIET=1 scripts/deploy-tools
 	source .services/env && REQUIRE_SERVICES=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 ## unit: the fast tests only, no services
