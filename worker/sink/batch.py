@@ -71,7 +71,7 @@ class EncodeJob:
 
     @classmethod
     def of(cls, buf: Buffer, slices: int) -> EncodeJob:
-        raw = Raw(b"\n".join(buf.blobs), buf.lengths)
+        raw, offsets = buf.tail()
         return cls(
             buf.key,
             buf.tp,
@@ -81,7 +81,7 @@ class EncodeJob:
             buf.number,
             slices,
             raw,
-            buf.offsets,
+            offsets,
         )
 
 

@@ -79,12 +79,15 @@ class Buffer:
         self.approx_bytes += size
         self.tail_bytes += size
 
+    def tail(self) -> tuple[Raw, array[int]]:
+        """The raw tail (as :class:`Raw`) and its offsets."""
+        return Raw(b"\n".join(self.blobs), self.lengths), self.offsets
+
     def take_tail(self) -> tuple[Raw, array[int]]:
-        """The raw tail (as :class:`Raw`) and its offsets; the buffer's tail is empty after."""
-        raw = Raw(b"\n".join(self.blobs), self.lengths)
-        offsets = self.offsets
+        """:meth:`tail`, and the buffer's tail is empty after."""
+        taken = self.tail()
         self.blobs, self.lengths, self.offsets = [], array("q"), array("q")
-        return raw, offsets
+        return taken
 
     @property
     def held_bytes(self) -> int:

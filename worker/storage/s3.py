@@ -97,6 +97,8 @@ def skip_unused_endpoint_params(client: Any) -> None:
         resolver._param_definitions = kept  # type: ignore[union-attr]  # checked above
 
 
+# put_object's condition parameters, as the HTTP headers they become.
+_CONDITION_HEADERS = {"IfMatch": "If-Match", "IfNoneMatch": "If-None-Match"}
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 _ERROR_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 
@@ -247,9 +249,7 @@ class S3Store:
 
         fast = self._signed_put
         if fast is not None:
-            headers = {"If-Match": if_match} if if_match is not None else {}
-            if if_none_match:
-                headers["If-None-Match"] = "*"
+            headers = {_CONDITION_HEADERS[name]: value for name, value in cond.items()}
             return await self._call("put", key, lambda: fast.put(self.bucket, full, data, headers))
 
         async def put_once() -> str:
