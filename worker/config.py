@@ -11,13 +11,20 @@ Unknown keys are an error naming the key and the file. Credentials are
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
+from worker.logging import SECRET_KEY_NAMES, redact_text, register_secret
 from worker.records import DataType
 
 
@@ -256,12 +263,69 @@ def load_config(path: str | Path | None) -> Settings:
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+            raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{source}: top level must be a mapping")
         data = loaded or {}
     _apply_service_env(data)
+    _register_raw(data)
+    _register_raw({k: v for k, v in os.environ.items() if k.startswith(_SECRET_ENV_PREFIXES)})
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(redact_text(_format_errors(exc, source))) from None
+    except SettingsError as exc:  # an environment variable that is not valid JSON
+        raise ConfigError(redact_text(f"{source}: {exc}")) from None
+    register_secrets(settings)
+    return settings
+
+
+# PyYAML quotes tags, aliases and characters it refuses: an unquoted password
+# "!x..." or "*x..." would appear in full. Its own tokens ('<block end>') stay.
+_QUOTED = re.compile(r"'[^'<][^']{2,}'")
+_MASKED_QUOTE = "'...'"
+_SECRET_ENV_PREFIXES = ("TICKLAKE_", "AWS_", "KAFKA_")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, without PyYAML's snippet of the line (it may hold a secret)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return type(exc).__name__
+    parts = [
+        f"{_QUOTED.sub(_MASKED_QUOTE, text)} at line {mark.line + 1}, column {mark.column + 1}"
+        for text, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark))
+        if text and mark is not None
+    ]
+    return "; ".join(parts) or type(exc).__name__
+
+
+def register_secrets(model: BaseModel) -> None:
+    """Mask every ``SecretStr`` of ``model`` in this process's logs (worker/logging.py)."""
+    for name in type(model).model_fields:
+        _register(getattr(model, name))
+
+
+def _register(value: Any) -> None:
+    if isinstance(value, SecretStr):
+        register_secret(value.get_secret_value())
+    elif isinstance(value, BaseModel):
+        register_secrets(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _register(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _register(item)
+
+
+def _register_raw(data: Any) -> None:
+    """Secrets of a configuration that may not validate: values under secret-like keys."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, str | int) and SECRET_KEY_NAMES.search(str(key)):
+                register_secret(str(value))
+            else:
+                _register_raw(value)
+    elif isinstance(data, list):
+        for item in data:
+            _register_raw(item)

@@ -3,7 +3,9 @@
 Each goes to the dead-letter topic unchanged (key and value), with headers
 saying why and where it came from: ``ticklake.reason`` (an
 :class:`~worker.records.InvalidReason`), ``ticklake.detail``,
-``ticklake.source`` (``topic/partition/offset``). Sends are awaited in
+``ticklake.source`` (``topic/partition/offset``). The log line names the
+field the detail is about, never its value: a refused message's content
+stays in the dead-letter topic (:func:`field_of`). Sends are awaited in
 :meth:`flush` before the sink records the offset as done; after a crash a
 dead letter may be sent twice (dedupe on ``ticklake.source``).
 """
@@ -11,6 +13,7 @@ dead letter may be sent twice (dedupe on ``ticklake.source``).
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -26,6 +29,19 @@ if TYPE_CHECKING:
 
 log = get_logger("sink.dead_letter")
 Headers = list[tuple[str, bytes]]
+
+
+_FIELD = re.compile(r"([A-Za-z_][A-Za-z0-9_]{0,63})(?:=| outside |$)")
+
+
+def field_of(detail: str) -> str | None:
+    """The field a refusal's detail names (``price=...`` -> ``price``), for logs; or None.
+
+    Details quote values (``wrong_type``: ``price='abc'``; ``invalid_exchange``:
+    the exchange): payload, which the dead letter's header keeps in full.
+    """
+    found = _FIELD.match(detail)
+    return found.group(1) if found else None
 
 
 def dead_letter_headers(msg: Message, reason: InvalidReason, detail: str) -> Headers:
@@ -68,7 +84,7 @@ class KafkaDeadLetters:
         log.warning(
             "dead_letter",
             reason=reason.value,
-            detail=detail[:200],
+            field=field_of(detail),
             source=f"{msg.topic}/{msg.partition}/{msg.offset}",
         )
 

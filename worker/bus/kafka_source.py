@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError
 
 from worker.bus import kafka_fetch
 from worker.bus.source import Batch, CommitError, RebalanceListener, TopicPartition, chunk_of
-from worker.logging import get_logger
+from worker.logging import get_logger, reveal
 
 if TYPE_CHECKING:
     from worker.config import KafkaConfig
@@ -31,9 +31,7 @@ def kafka_client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
     if cfg.sasl_mechanism:
         kwargs["sasl_mechanism"] = cfg.sasl_mechanism
         kwargs["sasl_plain_username"] = cfg.sasl_username
-        kwargs["sasl_plain_password"] = (
-            cfg.sasl_password.get_secret_value() if cfg.sasl_password else None
-        )
+        kwargs["sasl_plain_password"] = reveal(cfg.sasl_password) if cfg.sasl_password else None
     return kwargs
 
 

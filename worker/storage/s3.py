@@ -23,10 +23,12 @@ import yarl
 from aiobotocore.config import AioConfig
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.credentials import ReadOnlyCredentials
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from botocore.httpsession import get_cert_path
 from botocore.utils import percent_encode
 
+from worker.logging import register_secret, reveal
 from worker.storage.base import (
     Blob,
     ObjectNotFoundError,
@@ -65,7 +67,22 @@ def classify(operation: str, key: str, exc: BaseException) -> StorageError:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         return classify_response(operation, key, code, status)
     # Connection refused/reset, timeouts, closed connections: try again.
-    return TransientStorageError(operation, key, f"{type(exc).__name__}: {exc}"[:300])
+    return TransientStorageError(operation, key, error_text(exc))
+
+
+# A URL's query (a presigned URL's X-Amz-Credential and X-Amz-Signature).
+_URL_QUERY = re.compile(r"(://[^\s\"'?]*)\?[^\s\"']*")
+
+
+def error_text(exc: BaseException) -> str:
+    """What a transport error says, for messages and logs: never a request's content.
+
+    botocore's parameter errors quote the parameter values (object bodies);
+    URLs lose their query string (presigned signatures and credentials).
+    """
+    if isinstance(exc, ParamValidationError):
+        return type(exc).__name__
+    return _URL_QUERY.sub(r"\1?...", f"{type(exc).__name__}: {exc}")[:300]
 
 
 def classify_response(operation: str, key: str, code: str, status: int) -> StorageError:
@@ -101,6 +118,27 @@ def skip_unused_endpoint_params(client: Any) -> None:
 _CONDITION_HEADERS = {"IfMatch": "If-Match", "IfNoneMatch": "If-None-Match"}
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 _ERROR_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+
+
+class _MaskedCredentials(ReadOnlyCredentials):
+    """botocore's frozen credentials, with a ``repr`` that shows neither key.
+
+    Built for each request (the credential chain may refresh); its keys are
+    registered with the log masking (worker/logging.py) on the way.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    async def of(cls, credentials: AioCredentials) -> _MaskedCredentials:
+        frozen = await credentials.get_frozen_credentials()
+        register_secret(frozen.access_key)
+        register_secret(frozen.secret_key)
+        register_secret(frozen.token)
+        return cls(*frozen)
+
+    def __repr__(self) -> str:
+        return "ReadOnlyCredentials(access_key='**********', secret_key='**********', token=...)"
 
 
 class SignedPut:
@@ -145,7 +183,7 @@ class SignedPut:
         """Store ``data`` at ``bucket/key``; its ETag. Raises :class:`StorageError`."""
         url = f"{self._base}/{percent_encode(bucket)}/{percent_encode(key, safe='/~')}"
         request = AWSRequest("PUT", url, data=data, headers=headers)
-        credentials = await self._credentials.get_frozen_credentials()
+        credentials = await _MaskedCredentials.of(self._credentials)
         S3SigV4Auth(credentials, "s3", self._region).add_auth(request)
         async with self._http.put(
             yarl.URL(url, encoded=True),
@@ -184,10 +222,8 @@ class S3Store:
     async def start(self) -> None:
         cfg = self._cfg
         session = aioboto3.Session(
-            aws_access_key_id=cfg.access_key_id.get_secret_value() if cfg.access_key_id else None,
-            aws_secret_access_key=(
-                cfg.secret_access_key.get_secret_value() if cfg.secret_access_key else None
-            ),
+            aws_access_key_id=reveal(cfg.access_key_id) if cfg.access_key_id else None,
+            aws_secret_access_key=reveal(cfg.secret_access_key) if cfg.secret_access_key else None,
             region_name=cfg.region or "us-east-1",
         )
         config = AioConfig(
@@ -203,6 +239,8 @@ class S3Store:
         self._client = await self._stack.enter_async_context(client)
         skip_unused_endpoint_params(self._client)
         credentials = await session.get_credentials()  # type: ignore[misc]  # a coroutine; stubs say not
+        if credentials is not None:  # from the environment chain too: mask them in logs
+            await _MaskedCredentials.of(credentials)
         if cfg.fast_put and credentials is not None:  # none: anonymous, the client's way
             meta = self._client.meta
             fast = SignedPut(meta.endpoint_url, meta.region_name, credentials, cfg)
