@@ -169,3 +169,17 @@ COLLECTOR_CACHE_OVERRUNS = Counter(
     "Times ccxt's bounded cache evicted updates before the collector read them",
     ["exchange", "data_type"],
 )
+
+# --------------------------------------------------------------------------- Kafka reachability
+# worker/bus/broker_watch.py; log events broker_unreachable / broker_reachable.
+# client: consumer (the sink) | producer (the collectors) | dead_letter (the sink's DLQ).
+KAFKA_BROKER_REACHABLE = Gauge(
+    "ticklake_kafka_broker_reachable",
+    "1 while the Kafka client's requests succeed, 0 once they failed for unreachable_after_s",
+    ["client"],
+)
+KAFKA_BROKER_UNREACHABLE_SECONDS = Counter(
+    "ticklake_kafka_broker_unreachable_seconds_total",
+    "Seconds the Kafka client could not reach any broker (outages of unreachable_after_s or more)",
+    ["client"],
+)

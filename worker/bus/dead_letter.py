@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
+from worker.bus.broker_watch import BrokerWatch, watched
 from worker.bus.kafka_source import kafka_client_kwargs
 from worker.logging import get_logger
 from worker.metrics import SINK_DEAD_LETTERS
@@ -71,9 +72,12 @@ class KafkaDeadLetters:
             **kafka_client_kwargs(cfg), acks="all", enable_idempotence=True, linger_ms=5
         )
         self._pending: list[tuple[Message, InvalidReason, str, asyncio.Future[Any]]] = []
+        self._bootstrap = cfg.bootstrap_servers
+        self.broker = BrokerWatch("dead_letter")
+        self.broker.attach(self._producer.client)
 
     async def start(self) -> None:
-        await self._producer.start()
+        await watched(self.broker, self._producer.start(), self._bootstrap)
 
     async def stop(self) -> None:
         await self._producer.stop()

@@ -31,6 +31,7 @@ from aiokafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from worker import metrics
+from worker.bus.broker_watch import BrokerWatch
 from worker.bus.kafka_source import kafka_client_kwargs
 from worker.bus.publish_queue import Outgoing, Publisher, PublishQueue, record_published
 from worker.collectors.backoff import Backoff
@@ -87,6 +88,8 @@ class KafkaPublisher:
         self._producer: AIOKafkaProducer | None = None
         self._backoff = Backoff(base_s=0.2, max_s=5.0, healthy_after_s=10.0)
         self.ready = False
+        # Across producers: a resend makes a new one (worker/bus/broker_watch.py).
+        self.broker = BrokerWatch("producer")
 
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
         """The :class:`Publisher` protocol: send one record and wait for its ack."""
@@ -119,10 +122,14 @@ class KafkaPublisher:
     async def _started(self) -> AIOKafkaProducer:
         while self._producer is None:
             producer = self._factory(**self._kwargs)
+            client = getattr(producer, "client", None)
+            if client is not None and hasattr(client, "_metadata_update"):  # not a test double
+                self.broker.attach(client)
             try:
                 await producer.start()
             except KafkaError as exc:
                 await producer.stop()
+                self.broker.failed(exc)
                 metrics.COLLECTOR_PUBLISH_ERRORS.labels(error_reason(exc)).inc()
                 delay = self._backoff.next_delay()
                 log.warning("kafka_connect_failed", error=str(exc)[:200], retry_in_s=delay)

@@ -11,6 +11,7 @@ from aiokafka import TopicPartition as KafkaTP
 from aiokafka.errors import KafkaError
 
 from worker.bus import kafka_fetch
+from worker.bus.broker_watch import BrokerWatch, watched
 from worker.bus.source import Batch, CommitError, RebalanceListener, TopicPartition, chunk_of
 from worker.logging import get_logger, reveal
 
@@ -61,8 +62,10 @@ class KafkaSource:
         session_timeout_ms: int = 30_000,
         heartbeat_interval_ms: int = 3_000,
         fast_fetch: bool = True,
+        unreachable_after_s: float = 10.0,
     ) -> None:
         self.joined = False
+        self._bootstrap = cfg.bootstrap_servers
         self._topics = topics
         self.chunked = fast_fetch and kafka_fetch.install()
         if fast_fetch and not self.chunked:
@@ -85,16 +88,20 @@ class KafkaSource:
             heartbeat_interval_ms=heartbeat_interval_ms,
             value_deserializer=kafka_fetch.CHUNKED if self.chunked else None,
         )
+        # Logs and counts broker outages (worker/bus/broker_watch.py).
+        self.broker = BrokerWatch("consumer", unreachable_after_s=unreachable_after_s)
+        self.broker.attach(self._consumer._client)  # the consumer's client
 
     async def start(self, listener: RebalanceListener) -> None:
         self._consumer.subscribe(self._topics, listener=_Listener(self, listener))
-        await self._consumer.start()
+        await watched(self.broker, self._consumer.start(), self._bootstrap)
 
     async def stop(self) -> None:
         await self._consumer.stop()
 
     async def getmany(self, timeout_s: float, max_records: int) -> Batch:
         timeout_ms = int(timeout_s * 1000)
+        self.broker.check()
         if self.chunked:  # aiokafka counts chunks of ~CHUNK_RECORDS messages
             chunks = max(1, max_records // kafka_fetch.CHUNK_RECORDS)
             batch: Batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=chunks)
