@@ -108,3 +108,9 @@ def main() -> None:
     _register_optional()
     app(prog_name="ticklake")
     sys.exit(0)
+
+
+# The lake's read side (worker/lake/cli.py): ls, read, quality, query, import.
+from worker.lake.cli import register as _register_lake  # noqa: E402  # after app exists
+
+_register_lake(app)
