@@ -89,7 +89,7 @@ async def test_broker_outage_is_logged_and_measured(tmp_path: Path) -> None:
             unreachable_after_s=3.0,
         )
         await source.start(Listener())
-        await poll_until(source, lambda: source.assignment(), 60)
+        await poll_until(source, source.assignment, 60)
         before = KAFKA_BROKER_UNREACHABLE_SECONDS.labels("consumer")._value.get()
         with capture_logs() as logs:
             await asyncio.to_thread(broker.run, "stop-kafka")
