@@ -25,7 +25,7 @@ from pydantic_settings import (
 )
 
 from worker.logging import SECRET_KEY_NAMES, redact_text, register_secret
-from worker.records import DataType
+from worker.records import DEFAULT_WINDOW, DataType, TimeWindow
 
 
 class ConfigError(Exception):
@@ -154,6 +154,14 @@ class SinkConfig(_Model):
     # Consumer-group liveness: a killed sink's partitions move after this.
     session_timeout_ms: int = Field(default=30_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    # Plausible event and receive times (records.TimeWindow): messages outside
+    # [event_time_min_ms, now + event_time_max_ahead_s] are dead letters
+    # (timestamp_out_of_range). Default: 2009-01-01, one day ahead.
+    event_time_min_ms: int = Field(default=DEFAULT_WINDOW.min_ms, ge=0)
+    event_time_max_ahead_s: float = Field(default=86_400.0, ge=0)
+
+    def time_window(self) -> TimeWindow:
+        return TimeWindow(self.event_time_min_ms, int(self.event_time_max_ahead_s * 1000))
 
 
 class OrderBookOptions(_Model):

@@ -70,6 +70,11 @@ SINK_QUARANTINED = Counter(
 SINK_DEAD_LETTERS = Counter(
     "ticklake_sink_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"]
 )
+SINK_POISON_RECORDS = Counter(
+    "ticklake_sink_poison_records_total",
+    "Valid records whose file could not be made or stored (dead-lettered or quarantined)",
+    ["data_type", "stage"],  # stage: parse | encode | storage
+)
 SINK_BUFFERED_ROWS = Gauge("ticklake_sink_buffered_rows", "Rows held in open buffers")
 SINK_BUFFERED_BYTES = Gauge("ticklake_sink_buffered_bytes", "Approximate bytes in open buffers")
 SINK_OPEN_BUFFERS = Gauge("ticklake_sink_open_buffers", "Open buffers")

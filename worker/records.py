@@ -16,6 +16,8 @@ See docs/contract.md for the full description and the evolution rules.
 from __future__ import annotations
 
 import math
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -53,6 +55,11 @@ class InvalidReason(StrEnum):
     MISSING_FIELD = "missing_field"
     WRONG_TYPE = "wrong_type"
     KEY_MISMATCH = "key_mismatch"
+    INVALID_EXCHANGE = "invalid_exchange"  # not a ccxt exchange id (EXCHANGE_PATTERN)
+    INVALID_SYMBOL = "invalid_symbol"  # not a ccxt unified symbol (SYMBOL_PATTERN)
+    INVALID_VALUE = "invalid_value"  # a timeframe or an integer outside its range
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"  # outside the TimeWindow
+    POISON = "poison"  # valid, but encoding or storing it failed permanently (sink)
 
 
 class InvalidRecordError(ValueError):
@@ -209,6 +216,47 @@ SPECS: Final[Mapping[DataType, Spec]] = {
 _BY_SCHEMA: Final = {s.schema_name: s for s in SPECS.values()}
 
 
+# --- values that reach object keys, folder names and metric labels ---------
+# ccxt exchange ids are lowercase alphanumerics (``binance``, ``binanceusdm``).
+EXCHANGE_PATTERN: Final = re.compile(r"[a-z][a-z0-9]{0,31}")
+# ccxt unified symbols: ``BTC/USDT``, ``BTC/USDT:USDT``, ``BTC/USD:BTC-250328-60000-C``,
+# ``1000PEPE/USDT``; printable ASCII from a small set only, so that the path form
+# (:func:`lake_symbol`) is a safe folder name.
+SYMBOL_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,63}")
+TIMEFRAME_PATTERN: Final = re.compile(r"[1-9][0-9]{0,3}[smhdwMy]")
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+
+def valid_exchange(value: str) -> bool:
+    return EXCHANGE_PATTERN.fullmatch(value) is not None
+
+
+def valid_symbol(value: str) -> bool:
+    return SYMBOL_PATTERN.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """Plausible event and receive times: outside it a message is a dead letter.
+
+    Default: from 2009-01-01 (no crypto exchange data is older) to one day
+    after now. It keeps absurd times (year 10000, negative, int64 overflow)
+    out of day folders, file names and the parse path.
+    """
+
+    min_ms: int = 1_230_768_000_000  # 2009-01-01T00:00:00Z
+    max_ahead_ms: int = 86_400_000
+
+    def bounds_ms(self, now_ms: int | None = None) -> tuple[int, int]:
+        """``[low, high]`` in milliseconds, inclusive."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        return self.min_ms, now + self.max_ahead_ms
+
+
+DEFAULT_WINDOW: Final = TimeWindow()
+
+
 def message_key(exchange: str, symbol: str) -> bytes:
     """Kafka message key: ``<exchange>:<symbol>`` (ccxt unified symbol)."""
     return f"{exchange}:{symbol}".encode()
@@ -252,13 +300,46 @@ def _check(kind: Kind, value: Any) -> bool:
     return _check_levels(value)
 
 
-def decode(value: bytes | None) -> tuple[Spec, Record]:
+def decode(value: bytes | None, window: TimeWindow = DEFAULT_WINDOW) -> tuple[Spec, Record]:
     """Parse and validate one message value.
 
     Returns the data type's spec and the record (only contract fields, with
     order-book levels as ``{"price", "amount"}`` structs). Raises
-    :class:`InvalidRecordError` for anything that is not a valid record.
+    :class:`InvalidRecordError` for anything that is not a valid record:
+    besides types, the exchange, symbol and timeframe must match their
+    patterns and the times lie in ``window``.
     """
+    spec, record = _decode(value)
+    _check_values(spec, record, window)
+    return spec, record
+
+
+def _check_values(spec: Spec, record: Record, window: TimeWindow) -> None:
+    """What types alone do not say: identifiers, time window, integer ranges."""
+    exchange, symbol = record["exchange"], record["symbol"]
+    if not valid_exchange(exchange):
+        raise InvalidRecordError(InvalidReason.INVALID_EXCHANGE, f"{exchange!r}"[:80])
+    if not valid_symbol(symbol):
+        raise InvalidRecordError(InvalidReason.INVALID_SYMBOL, f"{symbol!r}"[:80])
+    timeframe = record.get("timeframe")
+    if timeframe is not None and TIMEFRAME_PATTERN.fullmatch(timeframe) is None:
+        raise InvalidRecordError(InvalidReason.INVALID_VALUE, f"timeframe={timeframe!r}"[:80])
+    low, high = window.bounds_ms()
+    ts, received = record["timestamp"], record["received_at"]
+    if not low <= ts <= high:
+        raise InvalidRecordError(InvalidReason.TIMESTAMP_OUT_OF_RANGE, f"timestamp={ts}"[:80])
+    if not low * 1000 <= received <= high * 1000:
+        detail = f"received_at={received}"[:80]
+        raise InvalidRecordError(InvalidReason.TIMESTAMP_OUT_OF_RANGE, detail)
+    for name, kind in _BIG_INT_FIELDS[spec.data_type]:
+        v = record.get(name)
+        if isinstance(v, int) and not INT64_MIN <= v <= INT64_MAX:
+            if kind is Kind.INT:
+                raise InvalidRecordError(InvalidReason.INVALID_VALUE, f"{name} outside int64")
+            record[name] = float(v)  # a number column is a double: as Arrow's reader does
+
+
+def _decode(value: bytes | None) -> tuple[Spec, Record]:
     try:
         obj = orjson.loads(value or b"")
     except orjson.JSONDecodeError as exc:
@@ -292,9 +373,24 @@ def decode(value: bytes | None) -> tuple[Spec, Record]:
 
 
 _NAMES: Final = {dt: tuple(f.name for f in s.fields) for dt, s in SPECS.items()}
+# Number fields other than the two times (checked against the window): a JSON
+# integer there must fit int64, or Arrow cannot hold it.
+_BIG_INT_FIELDS: Final = {
+    dt: tuple(
+        (f.name, f.kind)
+        for f in s.fields
+        if f.kind in (Kind.INT, Kind.NUM) and f.name not in ("timestamp", "received_at")
+    )
+    for dt, s in SPECS.items()
+}
 _Signature = tuple[DataType, tuple[str, ...], tuple[type, ...]]
 # signature -> (keys to delete, optional fields to add as None)
 _VALID_SIGNATURES: dict[_Signature, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _double(value: Any) -> Any:
+    """An integer too big for int64 (orjson keeps it exact) as the double Arrow stores."""
+    return float(value) if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX else value
 
 
 def _validate(spec: Spec, obj: dict[str, Any]) -> Record:
@@ -307,7 +403,7 @@ def _validate(spec: Spec, obj: dict[str, Any]) -> Record:
         elif not _check(f.kind, v):
             raise InvalidRecordError(InvalidReason.WRONG_TYPE, f"{f.name}={v!r}"[:200])
         elif f.kind is Kind.LEVELS:
-            v = [{"price": lv[0], "amount": lv[1]} for lv in v]
+            v = [{"price": _double(lv[0]), "amount": _double(lv[1])} for lv in v]
         record[f.name] = v
     return record
 
@@ -316,7 +412,11 @@ def lake_symbol(symbol: str) -> str:
     """Path form of a ccxt unified symbol: ``BTC/USDT`` -> ``BTC_USDT``.
 
     Derivative suffixes (``BTC/USDT:USDT``) keep their settle currency
-    (``BTC_USDT_USDT``); anything outside ``[A-Za-z0-9_-]`` becomes ``-``.
+    (``BTC_USDT_USDT``); anything outside ASCII ``[A-Za-z0-9_-]`` becomes ``-``
+    (records only carry symbols matching :data:`SYMBOL_PATTERN`).
     """
     out = symbol.replace("/", "_").replace(":", "_")
-    return "".join(c if c.isalnum() or c in "_-" else "-" for c in out)
+    return "".join(c if c in _PATH_CHARS else "-" for c in out)
+
+
+_PATH_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")

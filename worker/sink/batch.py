@@ -14,8 +14,10 @@ import signal
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -24,7 +26,15 @@ import pyarrow.compute as pc
 
 from worker.bus.source import Message, TopicPartition
 from worker.config import SinkConfig
-from worker.records import SCHEMA_VERSION, SPECS, DataType, Spec
+from worker.records import (
+    DEFAULT_WINDOW,
+    SCHEMA_VERSION,
+    SPECS,
+    DataType,
+    Spec,
+    TimeWindow,
+    encode,
+)
 from worker.sink.buffer import Buffer
 from worker.sink.format import sort_by_event_time, to_parquet, truncate_books
 from worker.sink.layout import (
@@ -53,6 +63,19 @@ class EncodedFile:
     rows: int
     first_offset: int
     last_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Poisoned:
+    """A valid row whose file could not be made (a bug, or a value no check foresaw).
+
+    It goes to the dead-letter topic as a record message rebuilt from the row
+    (its raw message is no longer held once parsed), with reason ``poison``.
+    """
+
+    offset: int
+    value: bytes
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +117,7 @@ class EncodedBuffer:
     rejected: list[tuple[Message, Rejected]] = field(default_factory=list)
     rows: int = 0  # messages the buffer held
     dead_letters_sent: bool = False
+    refused: set[str] = field(default_factory=set)  # data keys the store refused (poison.py)
 
 
 def warm() -> None:
@@ -170,6 +194,7 @@ def parse_slice(
     *,
     number: int,
     seq: int,
+    window: TimeWindow = DEFAULT_WINDOW,
 ) -> tuple[int, list[Rejected]]:
     """Parse slice ``seq`` of buffer ``number`` ahead of its flush; keep the lake rows here.
 
@@ -177,7 +202,7 @@ def parse_slice(
     keeps the encoders busy, and the rows held as Arrow take ~2.5x fewer
     bytes than the JSON. Returns their size and the messages refused.
     """
-    parsed = parse_batch(SPECS[data_type], values, offsets, key)
+    parsed = parse_batch(SPECS[data_type], values, offsets, key, window)
     table = _held(parsed.table, parsed.offsets)
     with _HELD_LOCK:
         _HELD.setdefault(number, {})[seq] = table
@@ -202,13 +227,14 @@ class MissingSlicesError(RuntimeError):
 
 def encode_files(
     job: EncodeJob, cfg: SinkConfig, lineage: dict[str, Any]
-) -> tuple[list[EncodedFile], list[Rejected]]:
+) -> tuple[list[EncodedFile], list[Rejected], list[Poisoned]]:
     """One file per UTC day of event time (a file never spans two days).
 
     Parses what :func:`parse_slice` has not, joins it to the slices this
     encoder holds for the buffer (and drops them once the files are made).
     Runs in an encoder process: arguments and results are pickled. The
-    rejected messages it returns index ``job.values``.
+    rejected messages it returns index ``job.values``; rows whose file
+    cannot be made come back as :class:`Poisoned` (see :func:`_isolate`).
     """
     spec = SPECS[job.key.data_type]
     with _HELD_LOCK:
@@ -221,27 +247,111 @@ def encode_files(
     rejected: list[Rejected] = []
     if len(job.values) or not tables:
         key = (job.key.exchange, job.key.symbol)
-        parsed = parse_batch(spec, job.values, job.offsets, key)
+        parsed = parse_batch(spec, job.values, job.offsets, key, cfg.time_window())
         tables.append(_held(parsed.table, parsed.offsets))
         rejected = parsed.rejected
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     all_offsets = table.column(_OFFSET).combine_chunks()
     table = _with_key(spec, table.drop_columns([_OFFSET]), job.key)
-    table = truncate_books(spec, table, cfg.orderbook_depth)
-    ts = table.column("timestamp").cast(pa.int64())
-    days = pc.divide(ts, DAY_MS)  # integer division on int64
-    files = []
+    days = day_numbers(table.column("timestamp"))
+    files: list[EncodedFile] = []
+    poisoned: list[Poisoned] = []
     all_days = sorted(pc.unique(days).to_pylist())
     for day in all_days:
         part, offsets = table, all_offsets
         if len(all_days) > 1:  # else the whole batch: no copy
             mask = pc.equal(days, day)
             part, offsets = table.filter(mask), all_offsets.filter(mask.combine_chunks())
-        files.append(
-            _encode_file(job, cfg, part, offsets, day=day_of(day * DAY_MS), lineage=lineage)
-        )
+        make = partial(_encode_file, job, cfg, day=day_of(day * DAY_MS), lineage=lineage)
+        made, bad = _isolate(spec, make, part, offsets)
+        files += made
+        poisoned += bad
     forget([job.number])  # encoded: the files carry the rows now
-    return files, rejected
+    return files, rejected, poisoned
+
+
+def day_numbers(timestamps: pa.ChunkedArray) -> pa.Array:
+    """Days since the epoch of ``timestamp[ms]`` values, floored (pre-1970 times too).
+
+    Through doubles: exact for every millisecond count below 2**53 (year 287,396).
+    """
+    ms = pc.cast(timestamps, pa.int64()).cast(pa.float64())
+    return pc.cast(pc.floor(pc.divide(ms, float(DAY_MS))), pa.int64())
+
+
+# Encode attempts one poisoned batch may take to find its bad rows, so a batch
+# where every row fails costs a bounded time (the rest of the search poisons
+# whole segments).
+_ISOLATE_BUDGET = 64
+
+
+def _isolate(
+    spec: Spec,
+    make: Callable[[pa.Table, pa.Array], EncodedFile],
+    table: pa.Table,
+    offsets: pa.Array,
+) -> tuple[list[EncodedFile], list[Poisoned]]:
+    """Make the day's file; if that fails, find the rows that make it fail.
+
+    An exception here is a bug or a value the contract let through: never
+    retriable, and a sink that stopped on it would stop again on the same
+    records after every restart. So the batch is bisected (at most
+    ``_ISOLATE_BUDGET`` tries) down to the rows that fail on their own;
+    those become :class:`Poisoned` and the file is made of the rest.
+    """
+    try:
+        return [make(table, offsets)], []
+    except MissingSlicesError:
+        raise
+    except Exception as exc:  # noqa: BLE001  # isolated below, never swallowed
+        error = exc
+    budget = [_ISOLATE_BUDGET]
+
+    def failing(lo: int, hi: int) -> list[int]:
+        if budget[0] <= 0:
+            return list(range(lo, hi))
+        budget[0] -= 1
+        try:
+            make(table.slice(lo, hi - lo), offsets.slice(lo, hi - lo))
+        except Exception:  # noqa: BLE001  # the search itself
+            if hi - lo == 1:
+                return [lo]
+            mid = (lo + hi) // 2
+            return failing(lo, mid) + failing(mid, hi)
+        return []
+
+    bad = failing(0, table.num_rows) or list(range(table.num_rows))  # fails only as a whole
+    detail = f"{type(error).__name__}: {str(error)[:200]}"
+    keep = pc.invert(pc.is_in(pa.array(range(table.num_rows)), pa.array(bad)))
+    poisoned = [
+        Poisoned(int(offsets[i].as_py()), as_message(spec, table.slice(i, 1)), detail) for i in bad
+    ]
+    files: list[EncodedFile] = []
+    if len(bad) < table.num_rows:
+        rest, rest_offsets = table.filter(keep), offsets.filter(keep)
+        try:
+            files.append(make(rest, rest_offsets))
+        except Exception:  # noqa: BLE001  # fails only together: poison the rest as well
+            poisoned += [
+                Poisoned(int(rest_offsets[i].as_py()), as_message(spec, rest.slice(i, 1)), detail)
+                for i in range(rest.num_rows)
+            ]
+    poisoned.sort(key=lambda p: p.offset)
+    return files, poisoned
+
+
+def as_message(spec: Spec, row: pa.Table) -> bytes:
+    """One lake row as the record message it came from (times back to integers)."""
+    columns = {}
+    for f in row.schema:
+        col = row.column(f.name)
+        if pa.types.is_timestamp(f.type):
+            col = col.cast(pa.int64())
+        columns[f.name] = col.to_pylist()[0]
+    for side in ("bids", "asks"):
+        if side in columns and columns[side] is not None:
+            columns[side] = [[lv["price"], lv["amount"]] for lv in columns[side]]
+    return encode(spec.data_type, columns)
 
 
 def _encode_file(
@@ -254,6 +364,7 @@ def _encode_file(
     lineage: dict[str, Any],
 ) -> EncodedFile:
     spec = SPECS[buf.key.data_type]
+    table = truncate_books(spec, table, cfg.orderbook_depth)
     first, last = int(offsets[0].as_py()), int(offsets[-1].as_py())
     first_ts = int(table.column("timestamp").cast(pa.int64())[0].as_py())
     table, report = check_batch(

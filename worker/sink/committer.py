@@ -23,7 +23,8 @@ from worker.bus.memory import MemoryMessage as DeadMessage
 from worker.bus.source import CommitError, Message, Source, TopicPartition
 from worker.config import Settings
 from worker.logging import get_logger
-from worker.sink import forkserver
+from worker.records import InvalidReason
+from worker.sink import forkserver, poison
 from worker.sink.batch import (
     EncodedBuffer,
     EncodedFile,
@@ -37,7 +38,7 @@ from worker.sink.batch import forget as forget_slices
 from worker.sink.buffer import Buffer, Partition, Slice
 from worker.sink.layout import Destination, state_path
 from worker.sink.parse import Raw, Rejected
-from worker.storage import PreconditionFailedError, Store
+from worker.storage import PermanentStorageError, PreconditionFailedError, Store
 
 log = get_logger("sink.committer")
 
@@ -99,6 +100,8 @@ class Committer:
         self._pools = _encoder_pools(self._cfg.encode_processes)
         self._buffers_of = [0] * len(self._pools)  # buffers each encoder holds slices for
         self._lineage = {"consumer_group": self._cfg.group_id, "writer": writer}
+        self._window = self._cfg.time_window()
+        self._poison = poison.RefusedFiles(store, self._cfg.group_id)
 
     def close(self) -> None:
         for pool in self._pools:
@@ -197,7 +200,14 @@ class Committer:
         key = (buf.key.exchange, buf.key.symbol)
         pool = self._encoder(buf)
         job = pool.submit(
-            parse_slice, buf.key.data_type, key, raw, offsets, number=buf.number, seq=seq
+            parse_slice,
+            buf.key.data_type,
+            key,
+            raw,
+            offsets,
+            number=buf.number,
+            seq=seq,
+            window=self._window,
         )
         task = asyncio.ensure_future(self._slice(buf, raw, offsets, asyncio.wrap_future(job)))
         buf.slices.append(task)
@@ -219,6 +229,9 @@ class Committer:
     ) -> list[tuple[Message, Rejected]]:
         if not rejected:
             return []
+        poisoned = sum(r.reason is InvalidReason.POISON for r in rejected)
+        if poisoned:  # Arrow refused rows the contract accepted (parse.py)
+            poison.count(buf, "parse", poisoned, "ArrowException")
         tp, key, values = buf.tp, buf.msg_key, raw.values()
         return [(DeadMessage(*tp, offsets[r.index], key, values[r.index]), r) for r in rejected]
 
@@ -230,7 +243,7 @@ class Committer:
                 slices = list(await asyncio.gather(*buf.slices))
                 job = EncodeJob.of(buf, len(slices))
                 async with self._encode_sem:
-                    files, rejected = await loop.run_in_executor(
+                    files, rejected, poisoned = await loop.run_in_executor(
                         self._encoder(buf), encode_files, job, self._cfg, self._lineage
                     )
             except BaseException:
@@ -239,6 +252,7 @@ class Committer:
             self._done_with(buf)  # the encoder dropped the slices with the encode
             dead = [d for s in slices for d in s.rejected]
             dead += self._dead_of(buf, job.values, job.offsets, rejected)
+            dead += poison.dead_letters(buf, poisoned)
             encoded = EncodedBuffer(buf, files, dead, rows=buf.rows)
             # The messages are in the files now: free them (a retried cycle
             # stores the same files again), keep only what the files weigh.
@@ -286,9 +300,7 @@ class Committer:
         """
         started = time.monotonic()
         await self._gather(  # 1, 2
-            partial(self._put_file, f, parts[e.buffer.tp], e.buffer)
-            for e in encoded
-            for f in e.files
+            partial(self._put_file, f, parts[e.buffer.tp], e) for e in encoded for f in e.files
         )
         positions = {tp: p.position for tp, p in parts.items()}  # 3
         await self._send_rejected(encoded)
@@ -331,9 +343,16 @@ class Committer:
 
         await asyncio.gather(*(limited(c) for c in calls))
 
-    async def _put_file(self, f: EncodedFile, part: Partition, buf: Buffer) -> None:
-        await self._store.put(f.paths.data, f.parquet)
-        await self._store.put(f.paths.sidecar, f.sidecar)
+    async def _put_file(self, f: EncodedFile, part: Partition, e: EncodedBuffer) -> None:
+        buf = e.buffer
+        try:
+            await self._store.put(f.paths.data, f.parquet)
+            await self._store.put(f.paths.sidecar, f.sidecar)
+        except PermanentStorageError as exc:
+            if isinstance(exc, PreconditionFailedError):
+                raise
+            await self._poison.store_refused(f, e, exc)  # raises if the store refuses all
+            return
         # A replay may score differently and flip lake/quarantine: clear the other
         # side once per key and assignment. A partition that had no state object
         # when claimed has no files at all (the claim writes it before any file).

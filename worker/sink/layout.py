@@ -9,6 +9,7 @@ keys instead of adding new ones.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -20,6 +21,25 @@ DAY_MS = 86_400_000
 _EPOCH = date(1970, 1, 1)
 
 Layout = Literal["default", "hive"]
+
+
+class LayoutError(ValueError):
+    """A key component that could escape its folder: a bug upstream, never data.
+
+    ``records.decode`` refuses such values at the edge; this is the second
+    wall, so that no future field can reach an object key unchecked.
+    """
+
+
+# A path component: no separator, no "..", no control characters, no leading dot.
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]|\.\.")
+
+
+def safe(component: str) -> str:
+    """``component`` unchanged if it is a safe single folder or file name; else raise."""
+    if not component or component.startswith(".") or _UNSAFE.search(component):
+        raise LayoutError(f"unsafe key component {component!r}"[:120])
+    return component
 
 
 class Destination(StrEnum):
@@ -55,9 +75,9 @@ def day_of(ms: int) -> date:
 
 def file_stem(exchange: str, partition: int, first_offset: int, first_ts_ms: int) -> str:
     """``<exchange>-<YYYYMMDDTHHMMSSmmmZ>-p<partition>-o<first offset, 20 digits>``."""
-    ts = datetime.fromtimestamp(first_ts_ms / 1000, tz=UTC)
+    ts = datetime.fromtimestamp(first_ts_ms // 1000, tz=UTC)
     stamp = f"{ts:%Y%m%dT%H%M%S}{first_ts_ms % 1000:03d}Z"
-    return f"{exchange}-{stamp}-p{partition}-o{first_offset:020d}"
+    return f"{safe(exchange)}-{stamp}-p{partition}-o{first_offset:020d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +91,9 @@ def file_paths(
 ) -> FilePaths:
     """Keys (relative to the store root) of one file and its sidecar."""
     root = "_quarantine/" if dest is Destination.QUARANTINE else ""
-    sym, dt = lake_symbol(key.symbol), key.data_type.value
+    sym, dt = safe(lake_symbol(key.symbol)), key.data_type.value
+    safe(key.exchange)
+    safe(stem)
     if layout == "hive":
         folder = f"exchange={key.exchange}/data_type={dt}/symbol={sym}/date={day.isoformat()}"
     else:
@@ -84,4 +106,4 @@ def file_paths(
 
 def state_path(group_id: str, topic: str, partition: int) -> str:
     """The partition's durable progress object (see worker/sink/state.py)."""
-    return f"_state/{group_id}/{topic}/{partition}.json"
+    return f"_state/{safe(group_id)}/{safe(topic)}/{partition}.json"

@@ -21,14 +21,19 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from worker.records import (
+    DEFAULT_WINDOW,
     LEVEL_TYPE,
     SCHEMA_VERSION,
+    TIMEFRAME_PATTERN,
     InvalidReason,
     InvalidRecordError,
     Kind,
     Record,
     Spec,
+    TimeWindow,
     decode,
+    valid_exchange,
+    valid_symbol,
 )
 
 _KIND_TYPES = {
@@ -112,16 +117,23 @@ def parse_batch(
     values: Sequence[bytes | None] | Raw,
     offsets: array[int],
     key: tuple[str, str],
+    window: TimeWindow = DEFAULT_WINDOW,
 ) -> Parsed:
-    """Parse the messages of one buffer (all with Kafka key ``exchange:symbol`` = ``key``)."""
+    """Parse the messages of one buffer (all with Kafka key ``exchange:symbol`` = ``key``).
+
+    Never raises for what a message holds: whatever the bulk reader cannot
+    take goes message by message, and a message that still breaks Arrow is
+    refused as ``poison``.
+    """
     raw = values if isinstance(values, Raw) else Raw.of(values)
     try:
         table = _bulk(spec, raw)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, _BulkRefusedError):
-        return _one_by_one(spec, raw.values(), offsets, key)
-    if _invalid_rows(spec, table, key):  # a few bad messages: let decode() say why, keep the rest
-        return _one_by_one(spec, raw.values(), offsets, key)
-    return Parsed(_to_lake(spec, table), pa.array(offsets, type=pa.int64()), [])
+        # a few bad messages: let decode() say why, keep the rest
+        if not _invalid_rows(spec, table, key, window.bounds_ms()):
+            return Parsed(_to_lake(spec, table), pa.array(offsets, type=pa.int64()), [])
+    except (pa.ArrowException, _BulkRefusedError):
+        pass
+    return _one_by_one(spec, raw.values(), offsets, key, window)
 
 
 class _BulkRefusedError(Exception):
@@ -140,31 +152,81 @@ def _bulk(spec: Spec, raw: Raw) -> pa.Table:
     return table
 
 
-def _invalid_rows(spec: Spec, table: pa.Table, key: tuple[str, str]) -> bool:
+def _invalid_rows(
+    spec: Spec, table: pa.Table, key: tuple[str, str], bounds_ms: tuple[int, int]
+) -> bool:
     """Whether any row breaks the contract (the slow path then says which and why).
 
     A slice is parsed every few hundred KiB, so this costs as few kernel
     calls as it can: null counts are free, and one min/max per envelope
     column tells whether every row holds the one expected value.
     """
-    col = table.column
-    if any(col(f.name).null_count for f in spec.fields if f.required):
+    if not (valid_exchange(key[0]) and valid_symbol(key[1])):
         return True
+    col = table.column
+    return (
+        any(col(f.name).null_count for f in spec.fields if f.required)
+        or _out_of_window(col("timestamp"), col("received_at"), bounds_ms)
+        or _not_finite(spec, table)
+        or _bad_timeframe(spec, table)
+        or _unexpected_envelope(spec, table, key)
+        or _short_levels(spec, table)
+    )
+
+
+def _unexpected_envelope(spec: Spec, table: pa.Table, key: tuple[str, str]) -> bool:
     expected: list[tuple[str, str | int]] = [("schema", spec.schema_name), ("v", SCHEMA_VERSION)]
     expected += [("exchange", key[0]), ("symbol", key[1])]
     for name, value in expected:
-        column = col(name)
+        column = table.column(name)
         if column.null_count:
             return True
         bounds = pc.min_max(column)
         if bounds["min"].as_py() != value or bounds["max"].as_py() != value:
             return True
+    return False
+
+
+def _short_levels(spec: Spec, table: pa.Table) -> bool:
+    """Every level needs a price and an amount."""
     for f in spec.fields:
-        if f.kind is Kind.LEVELS:  # every level needs a price and an amount
-            lengths = pc.list_value_length(pc.list_flatten(col(f.name)))
+        if f.kind is Kind.LEVELS:
+            lengths = pc.list_value_length(pc.list_flatten(table.column(f.name)))
             if pc.any(pc.less(lengths, 2)).as_py():
                 return True
     return False
+
+
+def _out_of_window(ts: pa.ChunkedArray, received: pa.ChunkedArray, bounds: tuple[int, int]) -> bool:
+    if not len(ts):
+        return False
+    low, high = bounds
+    ts_bounds, rx_bounds = pc.min_max(ts), pc.min_max(received)
+    return not (
+        low <= ts_bounds["min"].as_py() <= ts_bounds["max"].as_py() <= high
+        and low * 1000 <= rx_bounds["min"].as_py() <= rx_bounds["max"].as_py() <= high * 1000
+    )
+
+
+def _not_finite(spec: Spec, table: pa.Table) -> bool:
+    """Arrow's reader takes ``NaN``/``Infinity`` literals; JSON (and decode) does not."""
+    for f in spec.fields:
+        if f.kind is Kind.NUM:
+            values = table.column(f.name)
+        elif f.kind is Kind.LEVELS:
+            values = pc.list_flatten(pc.list_flatten(table.column(f.name)))
+        else:
+            continue
+        if pc.any(pc.invert(pc.is_finite(values))).as_py():
+            return True
+    return False
+
+
+def _bad_timeframe(spec: Spec, table: pa.Table) -> bool:
+    if "timeframe" not in table.column_names:
+        return False
+    unique = pc.unique(table.column("timeframe")).to_pylist()
+    return any(t is None or TIMEFRAME_PATTERN.fullmatch(t) is None for t in unique)
 
 
 def _to_lake(spec: Spec, table: pa.Table) -> pa.Table:
@@ -190,14 +252,18 @@ def _levels(col: pa.ChunkedArray) -> pa.Array:
 
 
 def _one_by_one(
-    spec: Spec, values: list[bytes | None], offsets: array[int], key: tuple[str, str]
+    spec: Spec,
+    values: list[bytes | None],
+    offsets: array[int],
+    key: tuple[str, str],
+    window: TimeWindow,
 ) -> Parsed:
     rows: list[Record] = []
     kept: list[int] = []
     rejected: list[Rejected] = []
     for i, value in enumerate(values):
         try:
-            got, rec = decode(value)
+            got, rec = decode(value, window)
         except InvalidRecordError as exc:
             rejected.append(Rejected(i, exc.reason, exc.detail))
             continue
@@ -213,6 +279,27 @@ def _one_by_one(
             rejected.append(Rejected(i, InvalidReason.KEY_MISMATCH, detail))
             continue
         rows.append(rec)
-        kept.append(offsets[i])
-    table = pa.Table.from_pylist(rows, schema=spec.arrow_schema)
-    return Parsed(table, pa.array(kept, type=pa.int64()), rejected)
+        kept.append(i)
+    try:
+        table = pa.Table.from_pylist(rows, schema=spec.arrow_schema)
+    except pa.ArrowException:  # decode let through what Arrow cannot hold: find which
+        table, kept = _rows_one_by_one(spec, rows, kept, rejected)
+    return Parsed(table, pa.array([offsets[i] for i in kept], type=pa.int64()), rejected)
+
+
+def _rows_one_by_one(
+    spec: Spec, rows: list[Record], kept: list[int], rejected: list[Rejected]
+) -> tuple[pa.Table, list[int]]:
+    """A contract bug, never expected: refuse each row Arrow cannot take as ``poison``."""
+    good: list[Record] = []
+    good_index: list[int] = []
+    for row, i in zip(rows, kept, strict=True):
+        try:
+            pa.Table.from_pylist([row], schema=spec.arrow_schema)
+        except pa.ArrowException as exc:
+            rejected.append(Rejected(i, InvalidReason.POISON, type(exc).__name__))
+            continue
+        good.append(row)
+        good_index.append(i)
+    rejected.sort(key=lambda r: r.index)
+    return pa.Table.from_pylist(good, schema=spec.arrow_schema), good_index

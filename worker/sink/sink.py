@@ -22,7 +22,7 @@ from worker.bus.memory import MemoryMessage as RawMessage
 from worker.bus.source import Batch, Chunk, Message, Source, TopicPartition
 from worker.config import Settings
 from worker.logging import get_logger
-from worker.records import InvalidReason, InvalidRecordError
+from worker.records import InvalidReason, InvalidRecordError, valid_exchange, valid_symbol
 from worker.sink.buffer import Buffer, Partition, Slice, Trigger
 from worker.sink.claim import claim_partition
 from worker.sink.committer import Committer
@@ -44,6 +44,28 @@ _SEAL_AT, _SEAL_SLICE, _RESUME_AT = 0.85, 0.1, 0.9
 # Per buffered message beyond its bytes: its length and offset (8 B each) and its
 # share of its run's bytes-object header.
 _OVERHEAD_BYTES = 24
+
+
+# Parsed Kafka keys kept (a hostile producer must not grow the cache without bound).
+_MAX_CACHED_KEYS = 100_000
+
+
+def _key_error(raw: bytes | None) -> InvalidRecordError | None:
+    """Why a Kafka key is not ``<exchange>:<symbol>`` with valid parts (None: it is)."""
+    if raw is None:
+        return InvalidRecordError(InvalidReason.KEY_MISMATCH, "no key")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return InvalidRecordError(InvalidReason.KEY_MISMATCH, "key is not UTF-8")
+    exchange, sep, symbol = text.partition(":")
+    if not sep:
+        return InvalidRecordError(InvalidReason.KEY_MISMATCH, "key is not <exchange>:<symbol>")
+    if not valid_exchange(exchange):
+        return InvalidRecordError(InvalidReason.INVALID_EXCHANGE, f"key exchange {exchange!r}"[:80])
+    if not valid_symbol(symbol):
+        return InvalidRecordError(InvalidReason.INVALID_SYMBOL, f"key symbol {symbol!r}"[:80])
+    return None
 
 
 class Sink:
@@ -182,7 +204,11 @@ class Sink:
                     part.last_record_at = now
                     self._ingest(part, chunk)
                     part.position = chunk.last_offset + 1
-                    m.SINK_RECORDS_CONSUMED.labels(tp[0]).inc(chunk.messages)
+                    m.SINK_RECORDS_CONSUMED.labels(self._type_label(tp[0])).inc(chunk.messages)
+
+    def _type_label(self, topic: str) -> str:
+        dt = self._topic_types.get(topic)
+        return "unknown" if dt is None else dt.value
 
     def _ingest(self, part: Partition, chunk: Chunk) -> None:
         """The hot path: append raw message bytes to their key's buffer.
@@ -273,36 +299,39 @@ class Sink:
         self, part: Partition, offset: int, key: bytes | None, value: bytes | None
     ) -> Buffer | None:
         buffer_key = self._buffer_key(part, key)
-        if buffer_key is None or value is None:
-            reason, detail = InvalidReason.NOT_JSON, "no value"
-            if buffer_key is None:
-                reason = InvalidReason.KEY_MISMATCH
-                detail = f"key {key!r} is not <exchange>:<symbol>"
+        if isinstance(buffer_key, InvalidRecordError) or value is None:
+            error = buffer_key
+            if not isinstance(error, InvalidRecordError):
+                error = InvalidRecordError(InvalidReason.NOT_JSON, "no value")
             msg = RawMessage(part.tp.topic, part.tp.partition, offset, key, value)
-            self._dead.append((msg, InvalidRecordError(reason, detail)))
+            self._dead.append((msg, error))
             return None
         buf = Buffer(buffer_key, part.tp, offset, key or b"")
         part.open[buf.msg_key] = buf
         return buf
 
-    def _buffer_key(self, part: Partition, raw: bytes | None) -> BufferKey | None:
-        """``exchange:symbol`` -> BufferKey of the partition's data type (cached)."""
-        if raw is None:
-            return None
-        key = self._keys.get((part.tp.topic, raw))
+    def _buffer_key(self, part: Partition, raw: bytes | None) -> BufferKey | InvalidRecordError:
+        """``exchange:symbol`` -> BufferKey of the partition's data type (cached).
+
+        The key decides the object keys of the buffer's files: it is checked
+        here like ``records.decode`` checks a record (which must match it).
+        """
+        key = self._keys.get((part.tp.topic, raw or b""))
         if key is None:
-            text = raw.decode(errors="replace")
-            exchange, sep, symbol = text.partition(":")
             dt = self._topic_types.get(part.tp.topic)
-            if not (sep and exchange and symbol) or dt is None:
-                return None
-            key = self._keys[(part.tp.topic, raw)] = BufferKey(exchange, symbol, dt)
+            error = _key_error(raw)
+            if error is not None or dt is None:
+                return error or InvalidRecordError(InvalidReason.UNKNOWN_SCHEMA, "topic")
+            exchange, _, symbol = (raw or b"").decode().partition(":")
+            key = BufferKey(exchange, symbol, dt)
+            if len(self._keys) < _MAX_CACHED_KEYS:
+                self._keys[(part.tp.topic, raw or b"")] = key
         return key
 
     def _replayed(self, part: Partition, raw_key: bytes | None, offset: int) -> bool:
         """A message a stored file already holds: skip it (and keep files contiguous)."""
         key = self._buffer_key(part, raw_key)
-        if key is None or not part.state.is_covered(key, offset):
+        if isinstance(key, InvalidRecordError) or not part.state.is_covered(key, offset):
             return False
         if not part.replaying:
             part.replaying = True

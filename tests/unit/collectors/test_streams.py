@@ -12,7 +12,11 @@ from worker.collectors.emit import Emitter
 from worker.collectors.streams import OrderBookStream, TradesStream
 from worker.collectors.streams.trades import RecentIds
 from worker.config import KafkaConfig
-from worker.records import DataType, decode
+from worker.records import DataType, TimeWindow, decode
+
+
+T0 = 1_764_806_400_000  # 2025-12-04T00:00:00Z: inside the contract's time window
+ANY_TIME = TimeWindow(min_ms=0, max_ahead_ms=10**15)
 
 
 class FakeExchange:
@@ -23,7 +27,7 @@ class FakeExchange:
 
 
 def trade(n: int, symbol: str = "BTC/USDT") -> dict[str, Any]:
-    return {"id": str(n), "symbol": symbol, "timestamp": 1000 + n, "price": 1.0, "amount": 2.0}
+    return {"id": str(n), "symbol": symbol, "timestamp": T0 + n, "price": 1.0, "amount": 2.0}
 
 
 def make(cls: Any, **kw: Any) -> tuple[Any, FakeExchange, PublishQueue]:
@@ -34,7 +38,8 @@ def make(cls: Any, **kw: Any) -> tuple[Any, FakeExchange, PublishQueue]:
 
 
 def published(queue: PublishQueue) -> list[dict[str, Any]]:
-    return [decode(item.value)[1] for item in queue.take(10_000)]
+    # received_at values here are small counters: any time is fine for these tests
+    return [decode(item.value, ANY_TIME)[1] for item in queue.take(10_000)]
 
 
 def test_trade_cursor_reads_each_trade_once() -> None:
@@ -97,7 +102,7 @@ def test_recent_ids_is_bounded() -> None:
 
 def test_books_publish_on_new_nonce_only_and_respect_throttle() -> None:
     stream, ex, queue = make(OrderBookStream, depth=2, throttle_ms=60_000)
-    book = {"timestamp": 5, "nonce": 10, "bids": [[1.0, 1.0]], "asks": [[2.0, 1.0]]}
+    book = {"timestamp": T0 + 5, "nonce": 10, "bids": [[1.0, 1.0]], "asks": [[2.0, 1.0]]}
     ex.orderbooks["BTC/USDT"] = book
     stream.drain("BTC/USDT", 7)
     stream.drain("BTC/USDT", 7)  # same nonce
