@@ -104,7 +104,9 @@ def test_bad_levels_are_refused(bids: list) -> None:
 
 
 def test_ohlcv_candle() -> None:
-    record = normalise.ohlcv("binance", "ETH/USDT", "1m", [1_764_806_400_000, 1.0, 2.0, 0.5, 1.5, 10.0], RX)
+    record = normalise.ohlcv(
+        "binance", "ETH/USDT", "1m", [1_764_806_400_000, 1.0, 2.0, 0.5, 1.5, 10.0], RX
+    )
     assert record["timestamp"] == 1_764_806_400_000
     assert (record["open"], record["high"], record["low"], record["close"]) == (1.0, 2.0, 0.5, 1.5)
     assert _roundtrip(DataType.OHLCV, record)["volume"] == 10.0

@@ -14,7 +14,6 @@ from worker.collectors.streams.trades import RecentIds
 from worker.config import KafkaConfig
 from worker.records import DataType, TimeWindow, decode
 
-
 T0 = 1_764_806_400_000  # 2025-12-04T00:00:00Z: inside the contract's time window
 ANY_TIME = TimeWindow(min_ms=0, max_ahead_ms=10**15)
 
