@@ -270,3 +270,55 @@ def test_as_message_round_trips_through_decode() -> None:
         "v": 1,
         **rec,
     }
+
+
+@pytest.mark.parametrize("crash_on_put", range(2, 30, 3))
+async def test_after_kill_9_only_dead_letters_the_state_had_not_passed_are_sent_again(
+    tmp_path: Path, crash_on_put: int
+) -> None:
+    """The documented window (docs/architecture.md): a dead letter is re-sent after a
+    crash only if its offset was at or above the state's C when the process died."""
+    from tests.unit.sink.test_sink_crash_replay import Crash, CrashingStore, abandon, start
+
+    cfg = settings(f"file://{tmp_path}", max_rows=40, max_age_s=30, data_types=["trades"])
+    bus = MemoryBus()
+    topic = cfg.kafka.topic(DataType.TRADES)
+    bad = set(range(5, 400, 13))
+    for i in range(400):
+        key, value = message(DataType.TRADES, trade(i))
+        await bus.publish(topic, key, b"not json" if i in bad else value)
+    store = CrashingStore(tmp_path, crash_on_put)
+    try:
+        sink, task = await start(cfg, bus, store)
+    except Crash:
+        pass
+    else:
+        async with asyncio.timeout(10):
+            await store.crashed.wait()
+        await abandon(sink, task)
+    state_key = f"_state/g/{topic}/0.json"
+    plain = LocalStore(tmp_path)
+    c_at_crash = (
+        (await read_json(plain, state_key)).get("next_offset") or 0
+        if (tmp_path / state_key).exists()
+        else 0
+    )
+    first_run = len(bus.messages("d"))
+    sink2, task2 = await start(cfg, bus, plain)
+    async with asyncio.timeout(10):
+        while sink2.parts[next(iter(sink2.parts))].position != 400:
+            await asyncio.sleep(0.02)
+    task2.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task2
+    await sink2.shutdown()
+    sources = Counter(
+        int(dict(m.headers)["ticklake.source"].decode().rsplit("/", 1)[1])
+        for m in bus.messages("d")
+    )
+    assert set(sources) == bad  # every bad message dead-lettered
+    again = {o for o, n in sources.items() if n > 1}
+    assert all(n <= 2 for n in sources.values())
+    assert all(o >= c_at_crash for o in again), (c_at_crash, sorted(again), first_run)
+    rows = rows_of((await read_lake(plain)).values())
+    assert sorted(int(r["id"]) for r in rows) == sorted(set(range(400)) - bad)
