@@ -137,6 +137,24 @@ def processors(use_json: bool) -> list[Any]:
     return chain
 
 
+class _CurrentStderr:
+    """``sys.stderr`` as it is at each write.
+
+    Bound once at configuration, a stream object would outlive its owner: a
+    CLI test runner (or pytest's capture) swaps ``sys.stderr`` and closes it,
+    and every later log line would fail with "I/O operation on closed file".
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_STDERR = _CurrentStderr()
+
+
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     """Configure structlog and the stdlib root logger (idempotent)."""
     global _configured  # noqa: PLW0603  # configure once per process
@@ -145,11 +163,11 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     structlog.configure(
         processors=processors(use_json),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_STDERR),  # type: ignore[arg-type]  # write + flush is all PrintLogger uses
         cache_logger_on_first_use=True,
     )
     # Libraries (aiokafka, botocore) log through the stdlib: keep them quiet, and masked.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_STDERR)
     handler.setFormatter(RedactingFormatter(logging.BASIC_FORMAT))
     logging.basicConfig(level=max(numeric, logging.WARNING), handlers=[handler])
     _configured = True
